@@ -1,0 +1,300 @@
+"""``models/manifest.json``: which classifier files the door runs, and how to feed them.
+
+The edge runtime learns everything about a classifier from this file (task, class order, input
+size and quantization) and refuses a model whose bytes do not match the recorded sha256, so a
+half-copied or swapped model never silently gives wrong verdicts.
+
+Schema (version 1)::
+
+    {"version": 1,
+     "pipeline": "cascade" | "fiveclass",
+     "models": {"masknet": ENTRY, "imasknet": ENTRY, "fiveclass": ENTRY (optional)}}
+
+    ENTRY = {"file": "masknet_int8.tflite", "sha256": "<hex>", "task": "masknet",
+             "classes": ["mask", "mask_incorrect", "no_mask"],          # output order
+             "input": {"size": 160, "dtype": "uint8", "scale": 1.0, "zero_point": 0},
+             "output": {"dtype": "uint8", "scale": 0.00390625, "zero_point": 0},
+             "backbone": "mobilenet_v2_1.0", "trainable_layers": 23,
+             "dataset_sha256": "<hex>|null", "calibration_sha256": "<hex>|null",
+             "metrics": {"float": {...}, "int8": {...}}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.classes import FIVE_CLASSES, MASKNET_CLASSES, SUBTYPES
+from edge.errors import ModelError
+from edge.paths import sha256_file
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+PIPELINES: tuple[str, ...] = ("cascade", "fiveclass")
+# task -> the class ids its outputs must cover (in any order; the manifest records the order)
+TASK_CLASSES: dict[str, tuple[str, ...]] = {
+    "masknet": MASKNET_CLASSES,
+    "imasknet": SUBTYPES,
+    "fiveclass": FIVE_CLASSES,
+}
+# which model entries each pipeline needs
+PIPELINE_MODELS: dict[str, tuple[str, ...]] = {
+    "cascade": ("masknet", "imasknet"),
+    "fiveclass": ("fiveclass",),
+}
+_DTYPES = ("uint8", "int8", "float32")
+_REMEDY = "re-run `masknet export` or restore the models/ folder"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One classifier as the manifest describes it. ``path`` is absolute."""
+
+    name: str
+    path: Path
+    sha256: str
+    task: str
+    classes: tuple[str, ...]
+    input_size: int
+    input_dtype: str = "uint8"
+    input_scale: float = 1.0
+    input_zero_point: int = 0
+    output_dtype: str = "float32"
+    output_scale: float = 0.0
+    output_zero_point: int = 0
+    backbone: str = "mobilenet_v2_1.0"
+    trainable_layers: int | None = None
+    dataset_sha256: str | None = None
+    calibration_sha256: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self, models_dir: Path) -> dict[str, Any]:
+        """The manifest entry; ``file`` is relative to ``models_dir`` so the folder can move."""
+        try:
+            file = self.path.resolve().relative_to(Path(models_dir).resolve()).as_posix()
+        except ValueError:
+            raise ModelError(
+                f"{self.path}: model file must live inside {models_dir} to be named in its manifest"
+            ) from None
+        return {
+            "file": file,
+            "sha256": self.sha256,
+            "task": self.task,
+            "classes": list(self.classes),
+            "input": {
+                "size": self.input_size,
+                "dtype": self.input_dtype,
+                "scale": self.input_scale,
+                "zero_point": self.input_zero_point,
+            },
+            "output": {
+                "dtype": self.output_dtype,
+                "scale": self.output_scale,
+                "zero_point": self.output_zero_point,
+            },
+            "backbone": self.backbone,
+            "trainable_layers": self.trainable_layers,
+            "dataset_sha256": self.dataset_sha256,
+            "calibration_sha256": self.calibration_sha256,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    version: int
+    pipeline: str
+    models: dict[str, ModelSpec]
+
+    def model(self, name: str) -> ModelSpec:
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ModelError(f"{self.path}: no model {name!r} in the manifest; {_REMEDY}") from None
+
+    @property
+    def pipeline_models(self) -> tuple[ModelSpec, ...]:
+        """The models the chosen pipeline runs, in cascade order."""
+        return tuple(self.models[n] for n in PIPELINE_MODELS[self.pipeline])
+
+
+def _bad(path: Path, what: str) -> ModelError:
+    return ModelError(f"{path}: {what}; {_REMEDY}")
+
+
+def _get(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, path: Path) -> Any:
+    if not isinstance(obj, Mapping) or key not in obj:
+        raise _bad(path, f"{where} is missing {key!r}")
+    value = obj[key]
+    # bool is an int subclass; a size of `true` is a typo, not a size
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise _bad(path, f"{where}.{key} has the wrong type ({type(value).__name__})")
+    if not isinstance(value, kind):
+        raise _bad(path, f"{where}.{key} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _is_hex64(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _parse_entry(name: str, entry: Any, models_dir: Path, path: Path) -> ModelSpec:
+    where = f"models.{name}"
+    if not isinstance(entry, Mapping):
+        raise _bad(path, f"{where} must be an object")
+    file = _get(entry, "file", str, where, path)
+    if Path(file).is_absolute() or ".." in Path(file).parts:
+        raise _bad(path, f"{where}.file must be a name inside the models folder, got {file!r}")
+    sha = _get(entry, "sha256", str, where, path).lower()
+    if not _is_hex64(sha):
+        raise _bad(path, f"{where}.sha256 is not a 64-digit hex digest")
+    task = _get(entry, "task", str, where, path)
+    if task not in TASK_CLASSES:
+        raise _bad(path, f"{where}.task {task!r} is not one of {', '.join(TASK_CLASSES)}")
+    classes = tuple(_get(entry, "classes", list, where, path))
+    if sorted(classes) != sorted(TASK_CLASSES[task]):
+        raise _bad(
+            path,
+            f"{where}.classes {list(classes)} must be the {task} classes "
+            f"({', '.join(TASK_CLASSES[task])}) in output order",
+        )
+    inp = _get(entry, "input", dict, where, path)
+    out = _get(entry, "output", dict, where, path)
+    size = _get(inp, "size", int, f"{where}.input", path)
+    if not 16 <= size <= 1024:
+        raise _bad(path, f"{where}.input.size {size} is outside 16..1024")
+    in_dtype = _get(inp, "dtype", str, f"{where}.input", path)
+    out_dtype = _get(out, "dtype", str, f"{where}.output", path)
+    for label, dtype in (("input", in_dtype), ("output", out_dtype)):
+        if dtype not in _DTYPES:
+            raise _bad(path, f"{where}.{label}.dtype {dtype!r} is not one of {', '.join(_DTYPES)}")
+    trainable = entry.get("trainable_layers")
+    if trainable is not None and (isinstance(trainable, bool) or not isinstance(trainable, int)):
+        raise _bad(path, f"{where}.trainable_layers must be an integer or null")
+    hashes = {}
+    for key in ("dataset_sha256", "calibration_sha256"):
+        value = entry.get(key)
+        if value is not None and not _is_hex64(value):
+            raise _bad(path, f"{where}.{key} must be a 64-digit hex digest or null")
+        hashes[key] = value
+    metrics = entry.get("metrics", {})
+    if not isinstance(metrics, Mapping):
+        raise _bad(path, f"{where}.metrics must be an object")
+    return ModelSpec(
+        name=name,
+        path=(models_dir / file).resolve(),
+        sha256=sha,
+        task=task,
+        classes=classes,
+        input_size=size,
+        input_dtype=in_dtype,
+        input_scale=float(_get(inp, "scale", (int, float), f"{where}.input", path)),
+        input_zero_point=int(_get(inp, "zero_point", int, f"{where}.input", path)),
+        output_dtype=out_dtype,
+        output_scale=float(_get(out, "scale", (int, float), f"{where}.output", path)),
+        output_zero_point=int(_get(out, "zero_point", int, f"{where}.output", path)),
+        backbone=str(entry.get("backbone", "")),
+        trainable_layers=trainable,
+        dataset_sha256=hashes["dataset_sha256"],
+        calibration_sha256=hashes["calibration_sha256"],
+        metrics=dict(metrics),
+    )
+
+
+def verify_model(spec: ModelSpec) -> None:
+    """Raise ModelError unless the model file exists and its sha256 is the recorded one."""
+    if not spec.path.is_file():
+        raise ModelError(f"{spec.path}: model file named in the manifest is missing; {_REMEDY}")
+    actual = sha256_file(spec.path)
+    if actual != spec.sha256:
+        raise ModelError(
+            f"{spec.path}: sha256 {actual[:12]}… does not match the manifest ({spec.sha256[:12]}…); "
+            f"the file was changed or replaced; {_REMEDY}"
+        )
+
+
+def parse_manifest(data: Any, models_dir: Path, path: Path | None = None) -> Manifest:
+    """Validate a decoded manifest (no file checks)."""
+    models_dir = Path(models_dir)
+    path = Path(path) if path is not None else models_dir / MANIFEST_NAME
+    if not isinstance(data, Mapping):
+        raise _bad(path, "the manifest must be a JSON object")
+    version = _get(data, "version", int, "manifest", path)
+    if version != MANIFEST_VERSION:
+        raise _bad(path, f"manifest version {version} is not supported (this runtime reads {MANIFEST_VERSION})")
+    pipeline = _get(data, "pipeline", str, "manifest", path)
+    if pipeline not in PIPELINES:
+        raise _bad(path, f"pipeline {pipeline!r} is not one of {', '.join(PIPELINES)}")
+    raw_models = _get(data, "models", dict, "manifest", path)
+    models = {name: _parse_entry(name, entry, models_dir, path) for name, entry in raw_models.items()}
+    for name, spec in models.items():
+        # the entry name is how the runtime looks a model up, so it must say what the model does
+        if name != spec.task:
+            raise _bad(path, f"models.{name} has task {spec.task!r}; the entry must be named after its task")
+    missing = [n for n in PIPELINE_MODELS[pipeline] if n not in models]
+    if missing:
+        raise _bad(path, f"pipeline {pipeline!r} needs model(s) {', '.join(missing)}, which the manifest lacks")
+    return Manifest(path=path, version=version, pipeline=pipeline, models=models)
+
+
+def load_manifest(models_dir: Path | str, verify: bool = True) -> Manifest:
+    """Read ``<models_dir>/manifest.json``; with ``verify``, check each model file's sha256."""
+    models_dir = Path(models_dir)
+    path = models_dir / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model manifest not found; {_REMEDY}") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model manifest ({exc.strerror}); {_REMEDY}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _bad(path, f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    manifest = parse_manifest(data, models_dir, path)
+    if verify:
+        for spec in manifest.models.values():
+            verify_model(spec)
+    return manifest
+
+
+def write_manifest(
+    models_dir: Path | str,
+    pipeline: str,
+    models: Mapping[str, ModelSpec | Mapping[str, Any]],
+) -> Path:
+    """Write ``<models_dir>/manifest.json`` atomically.
+
+    ``models`` maps entry name to a ModelSpec or to a manifest entry dict. Each file's sha256 is
+    recomputed from the bytes on disk, so the manifest always describes what is really there.
+    The result is validated with the same rules ``load_manifest`` applies.
+    """
+    models_dir = Path(models_dir)
+    entries: dict[str, dict[str, Any]] = {}
+    for name, spec in models.items():
+        entry = dict(spec.to_json(models_dir)) if isinstance(spec, ModelSpec) else dict(spec)
+        file = models_dir / str(entry.get("file", ""))
+        if not file.is_file():
+            raise ModelError(f"{file}: model file to put in the manifest does not exist")
+        entry["sha256"] = sha256_file(file)
+        entries[name] = entry
+    data = {"version": MANIFEST_VERSION, "pipeline": pipeline, "models": entries}
+    path = models_dir / MANIFEST_NAME
+    parse_manifest(data, models_dir, path)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=models_dir, prefix=".manifest.", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,135 @@
+"""models/manifest.json: round trip, validation and tamper detection (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edge.classes import MASKNET_CLASSES, SUBTYPES
+from edge.errors import ModelError
+from edge.manifest import ModelSpec, load_manifest, write_manifest
+
+
+def _spec(models: Path, name: str, classes: tuple[str, ...], payload: bytes) -> ModelSpec:
+    path = models / f"{name}_int8.tflite"
+    path.write_bytes(payload)
+    return ModelSpec(
+        name=name,
+        path=path,
+        sha256="",
+        task=name,
+        classes=classes,
+        input_size=160,
+        input_dtype="uint8",
+        input_scale=1.0,
+        input_zero_point=0,
+        output_dtype="uint8",
+        output_scale=1 / 256,
+        output_zero_point=0,
+        trainable_layers=23,
+        dataset_sha256="a" * 64,
+        calibration_sha256=None,
+        metrics={"int8": {"accuracy": 0.98}},
+    )
+
+
+@pytest.fixture()
+def models_dir(tmp_path: Path) -> Path:
+    write_manifest(
+        tmp_path,
+        "cascade",
+        {
+            "masknet": _spec(tmp_path, "masknet", MASKNET_CLASSES, b"masknet bytes"),
+            "imasknet": _spec(tmp_path, "imasknet", SUBTYPES[::-1], b"imasknet bytes"),
+        },
+    )
+    return tmp_path
+
+
+def test_round_trip_keeps_every_field(models_dir: Path) -> None:
+    m = load_manifest(models_dir)
+    assert m.pipeline == "cascade"
+    assert set(m.models) == {"masknet", "imasknet"}
+    mask = m.models["masknet"]
+    assert mask.path == (models_dir / "masknet_int8.tflite").resolve()
+    assert mask.path.is_absolute()
+    assert mask.classes == MASKNET_CLASSES
+    assert mask.input_size == 160 and mask.input_dtype == "uint8"
+    assert mask.output_scale == pytest.approx(1 / 256)
+    assert mask.trainable_layers == 23 and mask.dataset_sha256 == "a" * 64
+    assert mask.metrics == {"int8": {"accuracy": 0.98}}
+    # class order is the model's output order, so it must survive as written
+    assert m.models["imasknet"].classes == SUBTYPES[::-1]
+    assert [s.task for s in m.pipeline_models] == ["masknet", "imasknet"]
+    # writing what was read gives the same file
+    before = (models_dir / "manifest.json").read_text()
+    write_manifest(models_dir, m.pipeline, m.models)
+    assert (models_dir / "manifest.json").read_text() == before
+
+
+def test_tampered_model_is_refused_naming_the_file(models_dir: Path) -> None:
+    (models_dir / "imasknet_int8.tflite").write_bytes(b"imasknet bytes, edited")
+    with pytest.raises(ModelError, match=r"imasknet_int8\.tflite.*sha256"):
+        load_manifest(models_dir)
+    # without verification the manifest itself is still readable (e.g. for `masknet doctor`)
+    assert load_manifest(models_dir, verify=False).pipeline == "cascade"
+
+
+def test_missing_model_file_is_refused(models_dir: Path) -> None:
+    (models_dir / "masknet_int8.tflite").unlink()
+    with pytest.raises(ModelError, match=r"masknet_int8\.tflite.*missing"):
+        load_manifest(models_dir)
+
+
+def test_missing_manifest_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"manifest\.json.*not found"):
+        load_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(version=2), "version 2"),
+        (lambda d: d.update(pipeline="fiveclass"), "needs model"),
+        (lambda d: d["models"]["masknet"].update(classes=["mask", "no_mask"]), "classes"),
+        (lambda d: d["models"]["masknet"]["input"].update(size="160"), "input.size"),
+        (lambda d: d["models"]["masknet"].update(file="../elsewhere.tflite"), "inside the models folder"),
+        (lambda d: d["models"].pop("imasknet"), "imasknet"),
+    ],
+)
+def test_invalid_manifest_is_a_one_line_model_error(models_dir: Path, edit, message: str) -> None:
+    path = models_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=message) as info:
+        load_manifest(models_dir)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_broken_json_is_reported_with_its_line(models_dir: Path) -> None:
+    (models_dir / "manifest.json").write_text('{"version": 1,\n "pipeline": }')
+    with pytest.raises(ModelError, match="line 2"):
+        load_manifest(models_dir)
+
+
+@pytest.mark.convert
+def test_tiny_models_run_with_their_manifest(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    import numpy as np
+
+    from convert.tiny import build_tiny_models
+    from edge.litert import TFLiteModel
+
+    manifest_path = build_tiny_models(tmp_path, input_size=32, seed=1, fiveclass=True)
+    m = load_manifest(manifest_path.parent)
+    assert set(m.models) == {"masknet", "imasknet", "fiveclass"}
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    for spec in m.models.values():
+        model = TFLiteModel(spec.path)
+        assert model.input_dtype == np.uint8 and model.input_shape == (1, 32, 32, 3)
+        (probs,) = model.run(image)
+        assert probs.shape == (1, len(spec.classes))
+        assert abs(float(probs.sum()) - 1.0) < 0.05
