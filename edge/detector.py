@@ -189,21 +189,22 @@ def weighted_nms(
     return merged[:, :4], np.asarray(out_scores, np.float32), kps
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, float], tuple[int, int]]:
     """Fit ``image`` into a black ``size`` x ``size`` square keeping its aspect ratio.
 
-    Returns the square, the scale (square pixels per image pixel) and the (left, top) padding.
+    Returns the square, the (x, y) scale (square pixels per image pixel) and the (left, top)
+    padding in square pixels.
     """
     h, w = image.shape[:2]
-    scale = size / max(h, w)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    fit = size / max(h, w)
+    nw, nh = max(1, round(w * fit)), max(1, round(h * fit))
     # INTER_AREA: camera frames shrink ~5x to 128 px and a bilinear shrink would alias.
     small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
     left, top = (size - nw) // 2, (size - nh) // 2
     square = np.zeros((size, size, 3), np.uint8)
     square[top : top + nh, left : left + nw] = small
-    # exact per-axis scale after rounding, so boxes map back without drift
-    return square, scale, (left, top)
+    # the scale actually applied after rounding to whole pixels, so boxes map back without drift
+    return square, (nw / w, nh / h), (left, top)
 
 
 class BlazeFaceDetector:
@@ -267,8 +268,9 @@ class BlazeFaceDetector:
         boxes, scores, kps = weighted_nms(boxes, scores, kps, self.nms_iou)
         # letterbox removal: normalised square -> square pixels -> image pixels
         offset = np.array([left, top], np.float32)
-        boxes = (boxes.reshape(-1, 2, 2) * self.input_size - offset) / scale
-        kps = (kps * self.input_size - offset) / scale
+        sxy = np.array(scale, np.float32)
+        boxes = (boxes.reshape(-1, 2, 2) * self.input_size - offset) / sxy
+        kps = (kps * self.input_size - offset) / sxy
         faces = [
             Face(box=b.reshape(4).astype(np.float32), score=float(s), keypoints=k.astype(np.float32))
             for b, s, k in zip(boxes, scores, kps, strict=True)

@@ -23,6 +23,7 @@ from edge.detector import (
     create_detector,
     decode,
     generate_anchors,
+    letterbox,
     weighted_nms,
 )
 from edge.errors import ConfigError, ModelError
@@ -251,3 +252,12 @@ def test_face_translated_moves_box_and_keypoints():
     np.testing.assert_allclose(moved.box, [0, 25, 20, 45])
     np.testing.assert_allclose(moved.keypoints[1], [-8, 8])
     assert moved.score == face.score and face.box[0] == 10
+
+
+def test_letterbox_centres_the_frame_in_a_black_square():
+    frame = np.full((300, 400, 3), 200, np.uint8)
+    square, (sx, sy), (left, top) = letterbox(frame, 128)
+    assert square.shape == (128, 128, 3)
+    assert (left, top) == (0, 16) and sx == pytest.approx(128 / 400) and sy == pytest.approx(96 / 300)
+    assert square[16:112].min() == 200
+    assert square[:16].max() == 0 and square[112:].max() == 0

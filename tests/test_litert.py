@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge import litert
+from edge import litert, paths
 from edge.errors import MasknetError, ModelError
 from edge.litert import TFLiteModel, load_runtime
 from edge.paths import DETECTOR_MODEL, models_dir
@@ -255,3 +255,41 @@ def test_quantize_rounds_and_clips():
     q = litert._quantize(np.array([-1.0, 0.0, 0.049, 0.051, 1.0, 100.0]), 0.1, -3, np.dtype(np.int8))
     assert q.dtype == np.int8
     np.testing.assert_array_equal(q, [-13, -3, -3, -2, 7, 127])
+
+
+# -- where the models live ------------------------------------------------------------------
+
+
+def test_models_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MASKNET_MODELS", str(tmp_path))
+    assert paths.models_dir() == tmp_path
+    monkeypatch.delenv("MASKNET_MODELS")
+    assert paths.models_dir() == paths.repo_root() / "models"
+    assert (paths.repo_root() / "edge" / "paths.py").is_file()
+
+
+def test_third_party_hashes_match_the_installed_models():
+    hashes = paths.third_party_hashes()
+    assert set(hashes) >= {paths.DETECTOR_MODEL, paths.LANDMARK_MODEL}
+    for name, digest in hashes.items():
+        model = paths.models_dir() / name
+        if model.is_file():
+            assert paths.sha256_file(model) == digest, f"{model} differs from THIRD_PARTY.sha256"
+
+
+def test_checksum_list_parsing(tmp_path):
+    digest = "ab" * 32
+    listing = tmp_path / "sums"
+    listing.write_text(f"# comment\n\n{digest.upper()}  model a.tflite\n{digest} *b.tflite\n")
+    assert paths.third_party_hashes(listing) == {"model a.tflite": digest, "b.tflite": digest}
+    listing.write_text(f"{digest}  a.tflite\nnot-a-hash b.tflite\n")
+    with pytest.raises(ModelError, match=r"sums:2"):
+        paths.third_party_hashes(listing)
+    with pytest.raises(ModelError, match="install.sh"):
+        paths.third_party_hashes(tmp_path / "absent")
+
+
+def test_sha256_file(tmp_path):
+    f = tmp_path / "abc"
+    f.write_bytes(b"abc")
+    assert paths.sha256_file(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
