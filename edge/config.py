@@ -1,0 +1,377 @@
+"""The `masknet run` configuration: one TOML file, validated in full before anything starts.
+
+The documented defaults live in ``edge/default_config.toml``; a user file only lists the keys it
+changes. Every key of the defaults has a rule in ``_RULES`` (a test keeps the two in step), so a
+misspelt key or a value of the wrong type is refused at start with one line naming the key,
+instead of surfacing hours later at the door.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from edge.classes import MASKNET_CLASSES, SUBTYPES
+from edge.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 on older Pi OS images
+    import tomli as tomllib
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("default_config.toml")
+
+
+def _positive(v: Any) -> bool:
+    return v > 0
+
+
+def _non_negative(v: Any) -> bool:
+    return v >= 0
+
+
+def _unit(v: Any) -> bool:
+    return 0.0 <= v <= 1.0
+
+
+def _bcm_pin(v: Any) -> bool:
+    return 0 <= v <= 27
+
+
+def _durations(v: Any) -> bool:
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v)
+
+
+def _blink(v: Any) -> bool:
+    return _durations(v) and len(v) in (0, 2)
+
+
+def _one_of(*choices: str) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+# key -> (check, what a valid value is). Types come from the default value itself.
+_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "camera.source": (lambda v: v.strip() != "", "a non-empty string"),
+    "camera.width": (_positive, "a positive integer"),
+    "camera.height": (_positive, "a positive integer"),
+    "camera.lores_width": (_positive, "a positive integer"),
+    "camera.lores_height": (_positive, "a positive integer"),
+    "camera.fps": (_positive, "a positive integer"),
+    "camera.loop": (lambda v: True, "true or false"),
+    "camera.max_failures": (_positive, "a positive integer"),
+    "camera.reopen_backoff_s": (_non_negative, "seconds >= 0"),
+    "camera.reopen_backoff_max_s": (_non_negative, "seconds >= 0"),
+    "detector.name": (lambda v: v.strip() != "", "a detector name"),
+    "detector.model": (lambda v: True, "a .tflite path or \"\""),
+    "detector.score_threshold": (_unit, "between 0 and 1"),
+    "detector.nms_iou": (_unit, "between 0 and 1"),
+    "detector.min_face_size": (_non_negative, "pixels >= 0"),
+    "classifier.models_dir": (lambda v: True, "a folder path or \"\""),
+    "classifier.align": (lambda v: True, "true or false"),
+    "runtime.threads": (lambda v: 1 <= v <= 64, "between 1 and 64"),
+    "tracker.iou_threshold": (lambda v: 0.0 < v <= 1.0, "above 0 and at most 1"),
+    "tracker.stable_frames": (_positive, "a positive integer"),
+    "tracker.stable_seconds": (_non_negative, "seconds >= 0"),
+    "tracker.change_frames": (_positive, "a positive integer"),
+    "tracker.min_score": (_unit, "between 0 and 1"),
+    "tracker.expire_frames": (_positive, "a positive integer"),
+    "tracker.expire_seconds": (_positive, "seconds > 0"),
+    "indicators.pins": (_one_of("auto", "gpio", "mock"), "\"auto\", \"gpio\" or \"mock\""),
+    "indicators.green_pin": (_bcm_pin, "a BCM pin number 0-27"),
+    "indicators.amber_pin": (_bcm_pin, "a BCM pin number 0-27"),
+    "indicators.red_pin": (_bcm_pin, "a BCM pin number 0-27"),
+    "indicators.buzzer_pin": (_bcm_pin, "a BCM pin number 0-27"),
+    "indicators.active_high": (lambda v: True, "true or false"),
+    "indicators.buzzer_enabled": (lambda v: True, "true or false"),
+    "indicators.hold_seconds": (_non_negative, "seconds >= 0"),
+    **{
+        f"indicators.amber_blink.{s}": (_blink, "[] or [on_seconds, off_seconds], both > 0")
+        for s in SUBTYPES
+    },
+    **{
+        f"indicators.buzzer.{c}": (_durations, "a list of on/off seconds > 0, [] for silent")
+        for c in MASKNET_CLASSES
+    },
+    "events.output": (lambda v: v.strip() != "", "\"-\" for stdout or a file path"),
+    "events.max_bytes": (lambda v: v >= 1024, "at least 1024 bytes"),
+    "events.backups": (_non_negative, "an integer >= 0"),
+    "events.save_crops": (lambda v: True, "true or false"),
+    "events.crops_dir": (lambda v: v.strip() != "", "a folder path"),
+    "preview.enabled": (lambda v: True, "true or false"),
+    "preview.mode": (_one_of("auto", "window", "folder"), "\"auto\", \"window\" or \"folder\""),
+    "preview.folder": (lambda v: v.strip() != "", "a folder path"),
+    "preview.every_n": (_positive, "a positive integer"),
+}
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    source: str
+    width: int
+    height: int
+    lores_width: int
+    lores_height: int
+    fps: int
+    loop: bool
+    max_failures: int
+    reopen_backoff_s: float
+    reopen_backoff_max_s: float
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    name: str
+    model: str
+    score_threshold: float
+    nms_iou: float
+    min_face_size: float
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    models_dir: str
+    align: bool
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    threads: int
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    iou_threshold: float
+    stable_frames: int
+    stable_seconds: float
+    change_frames: int
+    min_score: float
+    expire_frames: int
+    expire_seconds: float
+
+
+@dataclass(frozen=True)
+class IndicatorsConfig:
+    pins: str
+    green_pin: int
+    amber_pin: int
+    red_pin: int
+    buzzer_pin: int
+    active_high: bool
+    buzzer_enabled: bool
+    hold_seconds: float
+    amber_blink: Mapping[str, tuple[float, ...]]
+    buzzer: Mapping[str, tuple[float, ...]]
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    output: str
+    max_bytes: int
+    backups: int
+    save_crops: bool
+    crops_dir: str
+
+
+@dataclass(frozen=True)
+class PreviewConfig:
+    enabled: bool
+    mode: str
+    folder: str
+    every_n: int
+
+
+@dataclass(frozen=True)
+class Config:
+    camera: CameraConfig
+    detector: DetectorConfig
+    classifier: ClassifierConfig
+    runtime: RuntimeConfig
+    tracker: TrackerConfig
+    indicators: IndicatorsConfig
+    events: EventsConfig
+    preview: PreviewConfig
+    # the merged key/value tree, kept for --print-config
+    raw: Mapping[str, Any]
+
+    def to_toml(self) -> str:
+        return dump_toml(self.raw)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, expected a TOML config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def default_tree() -> dict[str, Any]:
+    """The documented defaults, as a nested dict."""
+    return _read_toml(DEFAULT_CONFIG_PATH)
+
+
+def _type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "a boolean (true/false)"
+    if isinstance(v, int):
+        return "an integer"
+    if isinstance(v, float):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a table"
+    return type(v).__name__
+
+
+def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
+    """The value in the default's type, or ConfigError naming the key."""
+    ok: bool
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+            ok = math.isfinite(value)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, list):
+        ok = isinstance(value, list)
+    else:  # pragma: no cover - the defaults only hold the types above
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{where}: '{key}' must be {_type_name(default)}, got {_type_name(value)} {value!r}"
+        )
+    check, wanted = _RULES[key]
+    if not check(value):
+        raise ConfigError(f"{where}: '{key}' must be {wanted}, got {value!r}")
+    return value
+
+
+def _merge(where: str, base: dict[str, Any], user: Mapping[str, Any], prefix: str = "") -> None:
+    for name, value in user.items():
+        key = f"{prefix}{name}"
+        if name not in base:
+            known = ", ".join(sorted(base))
+            raise ConfigError(f"{where}: unknown key '{key}' (known here: {known})")
+        default = base[name]
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"{where}: '{key}' must be a table ([{key}]), got {_type_name(value)} {value!r}"
+                )
+            _merge(where, default, value, prefix=f"{key}.")
+        else:
+            base[name] = _coerce(where, key, default, value)
+
+
+def _section(cls: type, tree: Mapping[str, Any]) -> Any:
+    values = {}
+    for f in fields(cls):
+        v = tree[f.name]
+        if isinstance(v, dict):
+            v = {k: tuple(float(x) for x in lst) for k, lst in v.items()}
+        elif isinstance(v, list):
+            v = tuple(v)
+        values[f.name] = v
+    return cls(**values)
+
+
+def build_config(tree: Mapping[str, Any]) -> Config:
+    """Typed view of an already validated tree."""
+    classes = {
+        "camera": CameraConfig,
+        "detector": DetectorConfig,
+        "classifier": ClassifierConfig,
+        "runtime": RuntimeConfig,
+        "tracker": TrackerConfig,
+        "indicators": IndicatorsConfig,
+        "events": EventsConfig,
+        "preview": PreviewConfig,
+    }
+    built = {name: _section(cls, tree[name]) for name, cls in classes.items()}
+    cfg = Config(**built, raw=copy.deepcopy(dict(tree)))
+    if cfg.camera.reopen_backoff_max_s < cfg.camera.reopen_backoff_s:
+        raise ConfigError(
+            "'camera.reopen_backoff_max_s' must be at least 'camera.reopen_backoff_s' "
+            f"({cfg.camera.reopen_backoff_max_s} < {cfg.camera.reopen_backoff_s})"
+        )
+    return cfg
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> Config:
+    """Defaults, then the file at ``path`` (if any), then ``overrides`` ({"camera.fps": 10}).
+
+    Raises ConfigError with one line naming the file and key on any problem.
+    """
+    tree = default_tree()
+    if path is not None:
+        p = Path(path)
+        _merge(str(p), tree, _read_toml(p))
+    for key, value in (overrides or {}).items():
+        *tables, name = key.split(".")
+        _merge("command line", tree, _nest(tables, {name: value}))
+    return build_config(tree)
+
+
+def _nest(tables: list[str], leaf: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = leaf
+    for t in reversed(tables):
+        out = {t: out}
+    return out
+
+
+def rule_keys() -> set[str]:
+    return set(_RULES)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        escaped = v.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+
+def dump_toml(tree: Mapping[str, Any]) -> str:
+    """TOML text for a tree of tables holding scalars and lists (all the config uses)."""
+    lines: list[str] = []
+
+    def table(prefix: str, t: Mapping[str, Any]) -> None:
+        scalars = {k: v for k, v in t.items() if not isinstance(v, Mapping)}
+        if prefix:
+            if lines:
+                lines.append("")
+            lines.append(f"[{prefix}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in scalars.items())
+        for k, v in t.items():
+            if isinstance(v, Mapping):
+                table(f"{prefix}.{k}" if prefix else k, v)
+
+    table("", tree)
+    return "\n".join(lines) + "\n"

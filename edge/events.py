@@ -1,0 +1,149 @@
+"""The event log: one JSON line per committed verdict, to stdout or a size-rotated file.
+
+Each line is flushed as it is written: events are rare (one per person per visit) and a power
+cut at the door must not lose the ones already reported. Face crops are not saved unless
+``events.save_crops`` is on (privacy); then only no_mask / mask_incorrect crops are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from edge.classes import MASK
+from edge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Event:
+    track_id: int
+    class_id: str  # Mask-net class: mask / mask_incorrect / no_mask
+    sub_type: str | None  # I-Mask-net class when class_id is mask_incorrect
+    score: float
+    box: tuple[float, float, float, float]
+    frame: int
+    latency_ms: float  # frame capture -> verdict committed
+    advice: str
+    timestamp: float  # wall clock, seconds since the epoch
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "timestamp": datetime.fromtimestamp(self.timestamp, tz=timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
+            "track_id": self.track_id,
+            "class_id": self.class_id,
+            "sub_type": self.sub_type,
+            "score": round(float(self.score), 4),
+            "box": [round(float(v), 1) for v in self.box],
+            "frame": self.frame,
+            "latency_ms": round(float(self.latency_ms), 2),
+            "advice": self.advice,
+        }
+
+
+class EventLog:
+    """Writes events as JSON lines; ``output`` "-" is stdout, anything else a file path."""
+
+    def __init__(
+        self,
+        output: str = "-",
+        max_bytes: int = 1 << 20,
+        backups: int = 5,
+        save_crops: bool = False,
+        crops_dir: str | Path = "crops",
+    ) -> None:
+        self.output = output
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.save_crops = save_crops
+        self.crops_dir = Path(crops_dir)
+        self.count = 0
+        self._path: Path | None = None if output == "-" else Path(output)
+        self._stream: TextIO | None = None
+        self._size = 0
+        if self._path is not None:
+            self._open()
+        if save_crops:
+            try:
+                self.crops_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"events.crops_dir: cannot create {self.crops_dir} ({exc.strerror})"
+                ) from None
+
+    def _open(self) -> None:
+        assert self._path is not None
+        try:
+            if self._path.parent != Path(""):
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._stream = self._path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"events.output: cannot write {self._path} ({exc.strerror}); "
+                "choose a writable file or '-' for stdout"
+            ) from None
+        self._size = self._stream.tell()
+
+    def _rotate(self) -> None:
+        assert self._path is not None and self._stream is not None
+        self._stream.close()
+        if self.backups > 0:
+            for i in range(self.backups - 1, 0, -1):
+                older = self._path.with_name(f"{self._path.name}.{i}")
+                if older.exists():
+                    os.replace(older, self._path.with_name(f"{self._path.name}.{i + 1}"))
+            os.replace(self._path, self._path.with_name(f"{self._path.name}.1"))
+        else:
+            self._path.unlink(missing_ok=True)
+        self._open()
+
+    def write(self, event: Event, crop: np.ndarray | None = None) -> dict[str, object]:
+        record = event.to_dict()
+        if self.save_crops and crop is not None and event.class_id != MASK:
+            record["crop"] = str(self._save_crop(event, crop))
+        line = json.dumps(record, separators=(",", ":")) + "\n"
+        if self._path is None:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        else:
+            assert self._stream is not None
+            n = len(line.encode("utf-8"))
+            if self._size > 0 and self._size + n > self.max_bytes:
+                self._rotate()
+            self._stream.write(line)
+            self._stream.flush()
+            self._size += n
+        self.count += 1
+        return record
+
+    def _save_crop(self, event: Event, crop: np.ndarray) -> Path:
+        import cv2
+
+        stamp = datetime.fromtimestamp(event.timestamp, tz=timezone.utc).strftime(
+            "%Y%m%dT%H%M%S.%f"
+        )
+        path = self.crops_dir / f"{stamp}_t{event.track_id}_{event.sub_type or event.class_id}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        return path
+
+    def flush(self) -> None:
+        stream = sys.stdout if self._path is None else self._stream
+        if stream is not None:
+            stream.flush()
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+            self._stream.close()
+            self._stream = None
+        elif self._path is None:
+            sys.stdout.flush()

@@ -1,0 +1,189 @@
+"""One frame through the door: detect faces, classify each, track, decide, drive the outputs.
+
+``Pipeline.process(frame)`` is the whole per-frame step, callable on any RGB frame, so that
+``masknet bench`` times exactly what ``masknet run`` does. Every stage is bracketed by the
+StageTimer (a no-op unless a real timer is passed in).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.cascade import Cascade, Verdict
+from edge.detector import Face, FaceDetector
+from edge.events import Event, EventLog
+from edge.indicators import SEVERITY, Indicators
+from edge.sources import Frame
+from edge.timing import (
+    DECODE_NMS,
+    DETECTOR_INVOKE,
+    DETECTOR_PREPROCESS,
+    INDICATOR,
+    NULL_TIMER,
+    TRACKING,
+    StageTimer,
+)
+from edge.tracker import Tracker
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face on one frame."""
+
+    face: Face  # as detected, in pixels of the detection image
+    box: tuple[float, float, float, float]  # in pixels of the image the crop came from
+    verdict: Verdict  # this frame's classifier answer
+    track_id: int
+    committed: Verdict | None  # the track's committed verdict after this frame
+    new_event: bool  # this frame committed the track's first verdict (an event was logged)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        detector: FaceDetector,
+        cascade: Cascade,
+        tracker: Tracker,
+        indicators: Indicators | None = None,
+        events: EventLog | None = None,
+        timer: StageTimer = NULL_TIMER,
+        hold_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        keep_crops: bool = False,
+    ) -> None:
+        self.detector = detector
+        self.cascade = cascade
+        self.tracker = tracker
+        self.indicators = indicators
+        self.events = events
+        self.timer = timer
+        cascade.timer = timer
+        self.hold_seconds = hold_seconds
+        self.clock = clock
+        self.wall_clock = wall_clock
+        # crops are only held on to when the event log is going to save them
+        self.keep_crops = keep_crops or (events is not None and events.save_crops)
+        self.frames = 0
+        self.event_count = 0
+        self._last_display = -float("inf")
+        # a detector that exposes its three steps is timed step by step; any other as one invoke
+        self._split = all(
+            callable(getattr(detector, m, None)) for m in ("preprocess", "invoke", "postprocess")
+        )
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        timer = self.timer
+        if self._split:
+            t = timer.start()
+            prepared = self.detector.preprocess(image)  # type: ignore[attr-defined]
+            t = timer.stop(DETECTOR_PREPROCESS, t)
+            raw = self.detector.invoke(prepared)  # type: ignore[attr-defined]
+            t = timer.stop(DETECTOR_INVOKE, t)
+            faces = self.detector.postprocess(raw, prepared)  # type: ignore[attr-defined]
+            timer.stop(DECODE_NMS, t)
+            return faces
+        t = timer.start()
+        faces = self.detector.detect(image)
+        timer.stop(DETECTOR_INVOKE, t)
+        return faces
+
+    def process(self, frame: Frame | np.ndarray, t: float | None = None) -> list[FaceResult]:
+        """Run one frame; returns one result per detected face (best detector score first)."""
+        if isinstance(frame, np.ndarray):
+            frame = Frame(image=frame, timestamp=self.clock() if t is None else t, number=self.frames + 1)
+        self.frames += 1
+        number = frame.number or self.frames
+        now = frame.timestamp if t is None else t
+        timer = self.timer
+
+        faces = self.detect(frame.image)
+        crop_image = frame.crop_image
+        sx = crop_image.shape[1] / frame.image.shape[1]
+        sy = crop_image.shape[0] / frame.image.shape[0]
+        scaled = sx != 1.0 or sy != 1.0
+        boxes: list[tuple[float, float, float, float]] = []
+        verdicts: list[Verdict | None] = []
+        crops: list[np.ndarray | None] = []
+        for face in faces:
+            box = face.box
+            kps = face.keypoints
+            if scaled:
+                box = box * np.array([sx, sy, sx, sy], np.float32)
+                kps = kps * np.array([sx, sy], np.float32)
+            verdict, crop = self.cascade.classify(crop_image, box, kps)
+            boxes.append((float(box[0]), float(box[1]), float(box[2]), float(box[3])))
+            verdicts.append(verdict)
+            crops.append(crop if self.keep_crops else None)
+
+        t0 = timer.start()
+        updates = self.tracker.update(boxes, verdicts, number, now)
+        timer.stop(TRACKING, t0)
+
+        results: list[FaceResult] = []
+        for u, face in zip(updates, faces, strict=True):
+            verdict = verdicts[u.index]
+            assert verdict is not None
+            if u.new_event:
+                self._log_event(u.track.id, u.track.committed, boxes[u.index], number, frame.timestamp, crops[u.index])
+            results.append(
+                FaceResult(face, boxes[u.index], verdict, u.track.id, u.track.committed, u.new_event)
+            )
+
+        if self.indicators is not None:
+            t0 = timer.start()
+            self._drive_indicators(updates, now)
+            timer.stop(INDICATOR, t0)
+        return results
+
+    def _log_event(
+        self,
+        track_id: int,
+        verdict: Verdict | None,
+        box: tuple[float, float, float, float],
+        number: int,
+        captured: float,
+        crop: np.ndarray | None,
+    ) -> None:
+        assert verdict is not None
+        self.event_count += 1
+        if self.events is None:
+            return
+        event = Event(
+            track_id=track_id,
+            class_id=verdict.class_id,
+            sub_type=verdict.sub_type,
+            score=verdict.score,
+            box=box,
+            frame=number,
+            latency_ms=(self.clock() - captured) * 1000.0,
+            advice=verdict.advice,
+            timestamp=self.wall_clock(),
+        )
+        self.events.write(event, crop)
+
+    def _drive_indicators(self, updates: list, now: float) -> None:
+        ind = self.indicators
+        assert ind is not None
+        shown: Verdict | None = None
+        for tr in self.tracker.tracks:
+            v = tr.committed
+            if v is not None and (shown is None or SEVERITY[v.class_id] > SEVERITY[shown.class_id]):
+                shown = v
+        if shown is not None:
+            ind.show(shown)
+            self._last_display = now
+        elif now - self._last_display >= self.hold_seconds:
+            ind.idle()
+        for u in updates:
+            if u.changed and u.track.committed is not None:
+                ind.buzz(u.track.committed.class_id)
+
+    def reset(self) -> None:
+        """Forget all tracks (e.g. between bench runs)."""
+        self.tracker.reset()
+        self._last_display = -float("inf")

@@ -1,0 +1,190 @@
+"""Faces across frames: IoU association, stable verdicts with hysteresis, one event per visit.
+
+A person standing at the door is seen on many frames and the classifier's answer on single
+frames wobbles (motion blur, a hand at the face). The tracker turns per-frame verdicts into a
+committed verdict per person:
+
+* a detection joins the live track whose last box overlaps it most (greedy IoU matching);
+* the first verdict is committed once the same Mask-net class has been seen ``stable_frames``
+  frames in a row, or has held ``stable_seconds`` over at least two frames;
+* a committed verdict is only replaced after ``change_frames`` frames in a row of another class
+  (hysteresis: the lights do not flicker between two answers);
+* verdicts scoring below ``min_score`` neither count towards nor break a streak;
+* the first commit of a track is its event (``TrackUpdate.new_event``); later changes move the
+  lights but do not log again: one event per person per visit;
+* a track unseen for ``expire_frames`` frames or ``expire_seconds`` seconds has left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.cascade import Verdict
+from edge.config import TrackerConfig
+
+
+@dataclass
+class Track:
+    id: int
+    box: tuple[float, float, float, float]
+    first_seen: float
+    last_seen: float
+    last_frame: int
+    hits: int = 1
+    missed: int = 0
+    committed: Verdict | None = None
+    committed_at: float | None = None
+    # the current streak of one Mask-net class
+    streak_class: str | None = None
+    streak_len: int = 0
+    streak_since: float = 0.0
+    streak_score_sum: float = 0.0
+    streak_subtypes: dict[str, int] = field(default_factory=dict)
+    streak_last: Verdict | None = None
+    event_sent: bool = False
+
+
+@dataclass(frozen=True)
+class TrackUpdate:
+    """What happened to one detection on this frame."""
+
+    track: Track
+    index: int  # index of the detection in the frame's list
+    verdict: Verdict | None  # this frame's verdict (None when not classified)
+    new_event: bool  # the track committed its first verdict on this frame
+    changed: bool  # the committed verdict changed on this frame (first commit included)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (N x 4) against every box in ``b`` (M x 4), x0 y0 x1 y1."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), dtype=np.float32)
+    ax0, ay0, ax1, ay1 = (a[:, i : i + 1] for i in range(4))
+    bx0, by0, bx1, by1 = (b[:, i] for i in range(4))
+    iw = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None)
+    ih = np.clip(np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None)
+    inter = iw * ih
+    area_a = (ax1 - ax0) * (ay1 - ay0)
+    area_b = (bx1 - bx0) * (by1 - by0)
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
+class Tracker:
+    def __init__(self, config: TrackerConfig) -> None:
+        self.config = config
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def reset(self) -> None:
+        self.tracks.clear()
+
+    def update(
+        self,
+        boxes: Sequence[tuple[float, float, float, float]],
+        verdicts: Sequence[Verdict | None],
+        frame: int,
+        t: float,
+    ) -> list[TrackUpdate]:
+        """Associate this frame's detections, advance each track's decision, expire the gone.
+
+        ``boxes[i]`` and ``verdicts[i]`` describe detection i. Returns one update per detection,
+        in detection order.
+        """
+        cfg = self.config
+        assigned: list[Track | None] = [None] * len(boxes)
+        if self.tracks and boxes:
+            ious = iou_matrix(
+                np.asarray([tr.box for tr in self.tracks], dtype=np.float32),
+                np.asarray(boxes, dtype=np.float32),
+            )
+            used_tracks: set[int] = set()
+            # greedy: best overlaps first; a handful of faces at a door needs nothing smarter
+            order = np.argsort(ious, axis=None)[::-1]
+            for flat in order:
+                ti, di = divmod(int(flat), ious.shape[1])
+                if ious[ti, di] < cfg.iou_threshold:
+                    break
+                if ti in used_tracks or assigned[di] is not None:
+                    continue
+                used_tracks.add(ti)
+                assigned[di] = self.tracks[ti]
+
+        updates: list[TrackUpdate] = []
+        seen: set[int] = set()
+        for i, box in enumerate(boxes):
+            tr = assigned[i]
+            if tr is None:
+                tr = Track(id=self._next_id, box=tuple(box), first_seen=t, last_seen=t, last_frame=frame)
+                self._next_id += 1
+                self.tracks.append(tr)
+            else:
+                tr.box = tuple(box)
+                tr.last_seen = t
+                tr.last_frame = frame
+                tr.hits += 1
+                tr.missed = 0
+            seen.add(tr.id)
+            new_event, changed = self._decide(tr, verdicts[i], t)
+            updates.append(TrackUpdate(tr, i, verdicts[i], new_event, changed))
+
+        kept: list[Track] = []
+        for tr in self.tracks:
+            if tr.id not in seen:
+                tr.missed += 1
+                if tr.missed >= cfg.expire_frames or t - tr.last_seen >= cfg.expire_seconds:
+                    continue
+            kept.append(tr)
+        self.tracks = kept
+        return updates
+
+    def _decide(self, tr: Track, v: Verdict | None, t: float) -> tuple[bool, bool]:
+        cfg = self.config
+        if v is None or v.score < cfg.min_score:
+            return False, False
+        if v.class_id == tr.streak_class:
+            tr.streak_len += 1
+            tr.streak_score_sum += v.score
+        else:
+            tr.streak_class = v.class_id
+            tr.streak_len = 1
+            tr.streak_since = t
+            tr.streak_score_sum = v.score
+            tr.streak_subtypes.clear()
+        if v.sub_type is not None:
+            tr.streak_subtypes[v.sub_type] = tr.streak_subtypes.get(v.sub_type, 0) + 1
+        tr.streak_last = v
+
+        if tr.committed is None:
+            stable = tr.streak_len >= cfg.stable_frames or (
+                tr.streak_len >= 2 and t - tr.streak_since >= cfg.stable_seconds
+            )
+        elif tr.committed.class_id != tr.streak_class:
+            stable = tr.streak_len >= cfg.change_frames
+        else:
+            # same class as committed: only a change of sub-type needs refreshing
+            stable = tr.streak_len >= cfg.change_frames and (
+                self._streak_verdict(tr).sub_type != tr.committed.sub_type
+            )
+        if not stable:
+            return False, False
+        first = tr.committed is None
+        tr.committed = self._streak_verdict(tr)
+        tr.committed_at = t
+        new_event = first and not tr.event_sent
+        if new_event:
+            tr.event_sent = True
+        return new_event, True
+
+    @staticmethod
+    def _streak_verdict(tr: Track) -> Verdict:
+        """The streak as one verdict: its class, mean score and most frequent sub-type."""
+        last = tr.streak_last
+        assert last is not None
+        sub = max(tr.streak_subtypes, key=tr.streak_subtypes.__getitem__) if tr.streak_subtypes else None
+        if sub == last.sub_type and tr.streak_len == 1:
+            return last
+        return last.with_summary(score=tr.streak_score_sum / tr.streak_len, sub_type=sub)
