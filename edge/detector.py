@@ -221,11 +221,11 @@ class BlazeFaceDetector:
         num_threads: int | None = None,
     ) -> None:
         if not 0.0 < score_threshold < 1.0:
-            raise ConfigError(f"detector score_threshold must be between 0 and 1, got {score_threshold}")
+            raise ConfigError(f"detector.score_threshold must be between 0 and 1, got {score_threshold}")
         if not 0.0 < nms_iou <= 1.0:
-            raise ConfigError(f"detector nms_iou must be in (0, 1], got {nms_iou}")
+            raise ConfigError(f"detector.nms_iou must be in (0, 1], got {nms_iou}")
         if min_face_size < 0:
-            raise ConfigError(f"detector min_face_size must be >= 0 pixels, got {min_face_size}")
+            raise ConfigError(f"detector.min_face_size must be >= 0 pixels, got {min_face_size}")
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.min_face_size = float(min_face_size)

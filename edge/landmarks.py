@@ -125,6 +125,8 @@ class FaceLandmarker:
 
     def landmarks(self, image: np.ndarray, face: Face) -> Landmarks | None:
         """The mesh for ``face`` (found in ``image``), or None when the model sees no face there."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 HxWx3 image, got {image.dtype} {image.shape}")
         roi = face_roi(face)
         x0, y0 = roi.center[0] - roi.side / 2, roi.center[1] - roi.side / 2
         box = (x0, y0, x0 + roi.side, y0 + roi.side)

@@ -56,8 +56,8 @@ def test_short_range_anchors_match_mediapipe_layout():
 
 def test_decode_one_anchor_by_hand():
     anchors = generate_anchors()
-    k = 512 + 6 * (8 * 1 + 1) + 3  # stride-16 map, cell (x=1, y=1): centre (0.1875, 0.1875)
-    assert tuple(anchors[k]) == (0.1875, 0.1875)
+    k = 512 + 6 * (8 * 1 + 2) + 3  # stride-16 map, cell (x=2, y=1): centre (2.5/8, 1.5/8)
+    assert tuple(anchors[k]) == (0.3125, 0.1875)
     raw_boxes = np.zeros((1, 896, 16), np.float32)
     raw_scores = np.full((1, 896, 1), -10.0, np.float32)
     # offsets and sizes are in model input pixels (128 across)
@@ -68,14 +68,14 @@ def test_decode_one_anchor_by_hand():
 
     boxes, scores, kps = decode(raw_boxes, raw_scores, anchors, scale=128.0, score_threshold=0.5)
 
-    # centre = anchor + offset/128 = (0.1875 + 0.05, 0.1875 - 0.1); size = (32/128, 25.6/128) = (0.25, 0.2)
-    cx, cy, w, h = 0.2375, 0.0875, 0.25, 0.2
+    # centre = anchor + offset/128 = (0.3125 + 0.05, 0.1875 - 0.1); size = (32/128, 25.6/128) = (0.25, 0.2)
+    cx, cy, w, h = 0.3625, 0.0875, 0.25, 0.2
     np.testing.assert_allclose(boxes, [[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]], atol=1e-6)
     np.testing.assert_allclose(scores, [1 / (1 + math.exp(-2.0))], rtol=1e-6)
     assert kps.shape == (1, 6, 2)
-    np.testing.assert_allclose(kps[0, 0], [0.1875 - 0.1, 0.1875], atol=1e-6)
-    np.testing.assert_allclose(kps[0, 1], [0.1875, 0.1875], atol=1e-6)  # zero offset: the anchor
-    np.testing.assert_allclose(kps[0, 5], [0.1875, 0.1875 + 0.2], atol=1e-6)
+    np.testing.assert_allclose(kps[0, 0], [0.3125 - 0.1, 0.1875], atol=1e-6)
+    np.testing.assert_allclose(kps[0, 1], [0.3125, 0.1875], atol=1e-6)  # zero offset: the anchor
+    np.testing.assert_allclose(kps[0, 5], [0.3125, 0.1875 + 0.2], atol=1e-6)
 
 
 def test_decode_clips_huge_logits_and_drops_empty_boxes():
