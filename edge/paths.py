@@ -28,8 +28,16 @@ def models_dir() -> Path:
 
 
 def third_party_hashes(path: Path | None = None) -> dict[str, str]:
-    """File name -> expected sha256 (lower-case hex) from ``models/THIRD_PARTY.sha256``."""
-    path = Path(path) if path is not None else models_dir() / THIRD_PARTY_SHA256
+    """File name -> expected sha256 (lower-case hex) from ``models/THIRD_PARTY.sha256``.
+
+    The list is committed with the code, so the checkout's copy is the reference even when
+    ``$MASKNET_MODELS`` points the models elsewhere; that folder's copy is only a fallback for
+    installs without the checkout.
+    """
+    if path is None:
+        candidates = [repo_root() / "models" / THIRD_PARTY_SHA256, models_dir() / THIRD_PARTY_SHA256]
+        path = next((c for c in candidates if c.is_file()), candidates[0])
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
