@@ -1,0 +1,50 @@
+"""Identity-disjoint, stratified train / val / test assignment of image groups."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+def _stable_seed(seed: int, text: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{text}".encode()).digest()[:8], "little")
+
+
+def assign_splits(
+    groups: Mapping[str, tuple[str, int]],
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+) -> dict[str, str]:
+    """Give every group one split.
+
+    `groups` maps a group id to (stratum, number of images). Each stratum (e.g. source/class) is
+    split on its own so that every class and source is spread over the splits in the given
+    fractions, counted in images. Groups are taken largest first (in seeded random order among
+    equal sizes) and each goes to the split furthest below its target, so one big identity cannot
+    swamp the small val/test splits. The result depends only on the inputs and the seed.
+    """
+    by_stratum: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for gid, (stratum, n) in groups.items():
+        by_stratum[stratum].append((gid, n))
+    out: dict[str, str] = {}
+    frac = np.asarray(fractions, dtype=np.float64)
+    for stratum in sorted(by_stratum):
+        members = sorted(by_stratum[stratum])
+        rng = np.random.default_rng(_stable_seed(seed, stratum))
+        order = rng.permutation(len(members))
+        shuffled = [members[i] for i in order]
+        shuffled.sort(key=lambda g: -g[1])  # stable: ties keep their random order
+        filled = np.zeros(3)
+        for gid, n in shuffled:
+            deficit = frac * (filled.sum() + n) - filled
+            # a split with zero share never receives anything
+            deficit[frac == 0] = -np.inf
+            k = int(np.argmax(deficit))
+            out[gid] = SPLITS[k]
+            filled[k] += n
+    return out
