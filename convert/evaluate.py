@@ -1,0 +1,250 @@
+"""``masknet evaluate DATA_DIR``: score the exported classifiers on a folder of labelled faces.
+
+Runs on the edge install (LiteRT, OpenCV, numpy; never TensorFlow). DATA_DIR holds class-id
+subfolders (any subset of the six ids). Every image is a face crop, resized with the runtime's
+own ``to_model_input``; with ``--detect`` BlazeFace finds the largest face first and it is
+cropped with ``crop_face``, exactly as the door does.
+
+Scoring levels (JSON keys are flat: ``masknet.accuracy`` ...):
+
+- ``masknet.*``: every image, true label = its Mask-net class (sub-types count as mask_incorrect).
+- ``imasknet.*``: sub-type images only, I-Mask-net on its own (the paper's Table 2).
+- ``cascade.*``: images with a 5-class label (mask, no_mask, sub-types): the door's final verdict,
+  i.e. Mask-net's answer, replaced by I-Mask-net's sub-type when Mask-net says mask_incorrect.
+  A sub-type image is right only if Mask-net says mask_incorrect AND I-Mask-net names the sub-type.
+- ``fiveclass.*``: the same images through the single 5-class model, when the manifest has one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.metrics import classification_report, format_report, save_confusion_png
+from edge.classes import (
+    ALL_CLASSES,
+    FIVE_CLASSES,
+    MASK_INCORRECT,
+    MASKNET_CLASSES,
+    SUBTYPES,
+    masknet_label,
+)
+from edge.errors import MasknetError
+from edge.manifest import ModelSpec, load_manifest
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass
+class Classifier:
+    spec: ModelSpec
+    model: Any  # edge.litert.TFLiteModel
+
+    @classmethod
+    def load(cls, spec: ModelSpec, num_threads: int | None) -> Classifier:
+        from edge.litert import TFLiteModel
+
+        return cls(spec, TFLiteModel(spec.path, num_threads=num_threads, remedy="re-run `masknet export`"))
+
+    def predict(self, crop: np.ndarray) -> str:
+        from edge.crop import to_model_input
+
+        (probs,) = self.model.run(to_model_input(crop, self.spec.input_size))
+        return self.spec.classes[int(np.argmax(probs[0]))]
+
+
+def list_images(data_dir: Path, origin: str | None = None) -> list[tuple[Path, str]]:
+    """(image, class id) for every image in DATA_DIR/<class_id>/, optionally of one origin only."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise MasknetError(f"{data_dir}: evaluation folder not found")
+    items: list[tuple[Path, str]] = []
+    for sub in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+        if sub.name not in ALL_CLASSES:
+            raise MasknetError(f"{sub}: unknown class folder; expected one of {', '.join(ALL_CLASSES)}")
+        items += [(f.resolve(), sub.name) for f in sorted(sub.iterdir()) if f.suffix.lower() in IMAGE_EXTS]
+    if not items:
+        raise MasknetError(f"{data_dir}: no images in class folders ({', '.join(ALL_CLASSES)})")
+    if origin is not None:
+        origins = read_origins(data_dir)
+        items = [(p, c) for p, c in items if origins.get(p) == origin]
+        if not items:
+            raise MasknetError(f"{data_dir}: no images of origin {origin!r} (from index.csv)")
+    return items
+
+
+def read_origins(data_dir: Path) -> dict[Path, str]:
+    """image -> origin from the data set's index.csv (in DATA_DIR or the folder above it)."""
+    for index in (data_dir / "index.csv", data_dir.parent / "index.csv"):
+        if index.is_file():
+            with open(index, newline="", encoding="utf-8") as f:
+                return {
+                    (Path(r["path"]) if Path(r["path"]).is_absolute() else index.parent / r["path"]).resolve(): r["origin"]
+                    for r in csv.DictReader(f)
+                }
+    raise MasknetError(f"{data_dir}: --origin needs index.csv in this folder or the one above it")
+
+
+def _read_rgb(path: Path) -> np.ndarray | None:
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _largest_face_crop(detector: Any, image: np.ndarray) -> np.ndarray | None:
+    from edge.crop import crop_face, pad_image
+
+    # tight face crops fill the frame, where BlazeFace misses them: look in a padded copy
+    padded, (dx, dy) = pad_image(image)
+    faces = [f.translated(-dx, -dy) for f in detector.detect(padded)]
+    if not faces:
+        return None
+    face = max(faces, key=lambda f: f.width * f.height)
+    return crop_face(image, face.box, size=224, keypoints=face.keypoints)
+
+
+def evaluate(
+    data_dir: Path,
+    models_dir: Path,
+    detect: bool = False,
+    num_threads: int | None = None,
+    origin: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every model of the manifest over DATA_DIR and return the flat metrics dict."""
+    manifest = load_manifest(models_dir)
+    items = list_images(data_dir, origin)
+    nets = {name: Classifier.load(spec, num_threads) for name, spec in manifest.models.items()}
+    detector = None
+    if detect:
+        from edge.detector import create_detector
+
+        detector = create_detector("blazeface_short", num_threads=num_threads)
+    bar: Any = items
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(items, desc="evaluate", unit="img", mininterval=5)
+        except ImportError:  # the edge install has no tqdm; run quietly
+            pass
+    rows: list[dict[str, str]] = []
+    unreadable: list[str] = []
+    no_face = 0
+    for path, label in bar:
+        image = _read_rgb(path)
+        if image is None:
+            unreadable.append(str(path))
+            continue
+        crop = image
+        if detector is not None:
+            found = _largest_face_crop(detector, image)
+            if found is None:
+                # scored on the whole image so a miss still counts against the pipeline's input
+                no_face += 1
+            else:
+                crop = found
+        row = {"label": label}
+        for name, net in nets.items():
+            row[name] = net.predict(crop)
+        rows.append(row)
+    if not rows:
+        raise MasknetError(f"{data_dir}: none of the images could be read")
+    result: dict[str, Any] = {
+        "n": len(rows),
+        "counts": dict(sorted(Counter(r["label"] for r in rows).items())),
+        "models": str(Path(models_dir)),
+        "pipeline": manifest.pipeline,
+        "detect": detect,
+        "origin": origin,
+        "unreadable": unreadable,
+    }
+    if detect:
+        result["no_face"] = no_face
+
+    def put(prefix: str, y_true: list[str], y_pred: list[str], classes: tuple[str, ...], pred_classes: tuple[str, ...]) -> None:
+        if not y_true:
+            return
+        rep = classification_report(
+            np.array([classes.index(t) for t in y_true]),
+            np.array([pred_classes.index(p) for p in y_pred]),
+            len(classes), pred_classes, len(pred_classes),
+        )
+        for key, value in rep.items():
+            result[f"{prefix}.{key}"] = value
+
+    if "masknet" in nets:
+        put("masknet", [masknet_label(r["label"]) for r in rows], [r["masknet"] for r in rows],
+            MASKNET_CLASSES, MASKNET_CLASSES)
+    if "imasknet" in nets:
+        sub = [r for r in rows if r["label"] in SUBTYPES]
+        put("imasknet", [r["label"] for r in sub], [r["imasknet"] for r in sub], SUBTYPES, SUBTYPES)
+    five = [r for r in rows if r["label"] != MASK_INCORRECT]
+    if "masknet" in nets and "imasknet" in nets:
+        put("cascade", [r["label"] for r in five],
+            [r["imasknet"] if r["masknet"] == MASK_INCORRECT else r["masknet"] for r in five],
+            FIVE_CLASSES, FIVE_CLASSES)
+    if "fiveclass" in nets:
+        put("fiveclass", [r["label"] for r in five], [r["fiveclass"] for r in five], FIVE_CLASSES, FIVE_CLASSES)
+    return result
+
+
+def report_of(result: dict[str, Any], prefix: str) -> dict[str, Any] | None:
+    """The nested report of one level back out of the flat result."""
+    if f"{prefix}.accuracy" not in result:
+        return None
+    keys = ("accuracy", "balanced_accuracy", "per_class", "confusion", "classes", "n")
+    return {k: result[f"{prefix}.{k}"] for k in keys}
+
+
+TITLES = {
+    "masknet": "Mask-net (all images, 3 classes)",
+    "imasknet": "I-Mask-net (sub-type images only)",
+    "cascade": "Cascade, final verdict (5 classes)",
+    "fiveclass": "Single 5-class model",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder of class-id subfolders of face images")
+    p.add_argument("--models", type=Path, default=None, help="folder with manifest.json (default: models/)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the numbers as JSON")
+    p.add_argument("--detect", action="store_true", help="run the face detector and classify the largest face")
+    p.add_argument("--confusion-png", type=Path, default=None, metavar="FILE", help="save the confusion matrices as a PNG")
+    p.add_argument("--origin", default=None, help="only images of this origin (real, recoloured, synthetic) per index.csv")
+    p.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: runtime's choice)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.paths import models_dir
+
+    models = args.models if args.models is not None else models_dir()
+    result = evaluate(args.data_dir, models, detect=args.detect, num_threads=args.threads, origin=args.origin)
+    print(f"{result['n']} images from {args.data_dir} ({', '.join(f'{k} {v}' for k, v in result['counts'].items())})"
+          f"; models {models} ({result['pipeline']})")
+    if result["unreadable"]:
+        print(f"skipped {len(result['unreadable'])} unreadable image(s), e.g. {result['unreadable'][0]}")
+    if args.detect:
+        print(f"no face found in {result['no_face']} image(s); those were classified whole")
+    panels = []
+    for prefix, title in TITLES.items():
+        rep = report_of(result, prefix)
+        if rep is not None:
+            print()
+            print(format_report(title, rep))
+            panels.append((prefix, rep))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"\nwrote {args.json}")
+    if args.confusion_png:
+        print(f"wrote {save_confusion_png(args.confusion_png, panels)}")
+    return 0

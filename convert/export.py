@@ -1,0 +1,346 @@
+"""``masknet export``: evaluate the quantized runs, pick the pipeline, write models/ and REPORT.md.
+
+Steps (each number in the report comes from here and names the command that reproduces it):
+
+1. stage every quantized run (``runs/<task>/<task>_int8.tflite`` and ``_float.tflite``) with a
+   manifest each under ``runs/export/{int8,float}/``;
+2. ``masknet evaluate`` both on the validation and test splits, and on the real-photo part of
+   the test split (``--origin real``);
+3. choose the pipeline by VALIDATION 5-class balanced accuracy (cascade vs single 5-class
+   model; the test split is only reported, never used to choose);
+4. measure LiteRT latency of each file on this machine;
+5. copy the shipped int8 files to ``models/``, write ``models/manifest.json`` and ``models/REPORT.md``.
+
+``masknet export --latency-sweep 128,160,224`` instead times random-weight int8 Mask-nets at
+those input sizes (timing does not depend on the weights) for the input-size choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from convert.evaluate import TITLES, evaluate, report_of
+from convert.metrics import markdown_report, measure_latency
+from edge.classes import FIVE_CLASSES, MASKNET_CLASSES, SUBTYPES
+from edge.errors import MasknetError
+from edge.manifest import ModelSpec, write_manifest
+
+TASKS = ("masknet", "imasknet", "fiveclass")
+TASK_CLASSES = {"masknet": MASKNET_CLASSES, "imasknet": SUBTYPES, "fiveclass": FIVE_CLASSES}
+MAX_BYTES = 3_500_000
+
+
+def _spec(run_dir: Path, task: str, file: Path, kind: str) -> ModelSpec:
+    from convert.quantize import io_quantization
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    quant = json.loads((run_dir / "quantize.json").read_text())
+    q = io_quantization(file)
+    return ModelSpec(
+        name=task,
+        path=file,
+        sha256="",
+        task=task,
+        classes=tuple(summary["classes"]),
+        input_size=int(summary["input_size"]),
+        input_dtype=q["input"]["dtype"],
+        input_scale=q["input"]["scale"] if kind == "int8" else 0.0,
+        input_zero_point=q["input"]["zero_point"],
+        output_dtype=q["output"]["dtype"],
+        output_scale=q["output"]["scale"],
+        output_zero_point=q["output"]["zero_point"],
+        backbone=summary["backbone"],
+        trainable_layers=int(summary["trainable_layers"]),
+        dataset_sha256=summary["dataset_sha256"],
+        calibration_sha256=quant["calibration_sha256"] if kind == "int8" else None,
+        metrics={},
+    )
+
+
+def stage(runs: Path, tasks: list[str], kind: str, dest: Path) -> dict[str, ModelSpec]:
+    """Copy each run's ``<task>_<kind>.tflite`` to ``dest`` and write a manifest there."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    specs = {}
+    for task in tasks:
+        src = runs / task / f"{task}_{kind}.tflite"
+        if not src.is_file():
+            raise MasknetError(f"{src}: not found; run `masknet quantize {runs / task}` first")
+        dst = dest / src.name
+        shutil.copy2(src, dst)
+        specs[task] = _spec(runs / task, task, dst, kind)
+    pipeline = "cascade" if {"masknet", "imasknet"} <= set(specs) else "fiveclass"
+    write_manifest(dest, pipeline, specs)
+    return specs
+
+
+def _level(task: str) -> str:
+    return task  # masknet -> masknet.*, imasknet -> imasknet.*, fiveclass -> fiveclass.*
+
+
+def _brief(result: dict[str, Any], prefix: str) -> dict[str, Any] | None:
+    rep = report_of(result, prefix)
+    if rep is None:
+        return None
+    return {"accuracy": round(rep["accuracy"], 5), "balanced_accuracy": round(rep["balanced_accuracy"], 5), "n": rep["n"]}
+
+
+def latency_sweep(sizes: list[int], config: Path, threads: list[int], runs: int, out: Path) -> dict[str, Any]:
+    """Time random-weight int8 (and float) Mask-nets at each input size with LiteRT."""
+    import numpy as np
+
+    from convert.model import build_model, load_config
+    from convert.quantize import convert_float, quantize_keras, write_bytes
+
+    results: dict[str, Any] = {"machine": f"{platform.machine()} {os.cpu_count()} cpus", "config": str(config), "sizes": {}}
+    tmp = out.parent / "latency_models"
+    for size in sizes:
+        cfg = load_config(config, {"model.weights": "none", "model.input_size": size})
+        built = build_model(cfg)
+        rng = np.random.default_rng(0)
+        calib = rng.integers(0, 256, (8, size, size, 3)).astype(np.float32)
+        int8 = write_bytes(tmp / f"masknet_{size}_int8.tflite", quantize_keras(built.model, lambda c=calib: iter(c)))
+        flt = write_bytes(tmp / f"masknet_{size}_float.tflite", convert_float(built.model))
+        entry: dict[str, Any] = {"int8_bytes": int8.stat().st_size, "float_bytes": flt.stat().st_size}
+        for t in threads:
+            entry[f"int8_threads{t}"] = measure_latency(int8, runs=runs, num_threads=t)
+            entry[f"float_threads{t}"] = measure_latency(flt, runs=runs, num_threads=t)
+        results["sizes"][str(size)] = entry
+        print(f"{size}px: " + ", ".join(
+            f"{k} {v['median_ms']:.2f} ms" for k, v in entry.items() if isinstance(v, dict)), flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
+    return results
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="training runs folder (default runs/)")
+    p.add_argument("--data", type=Path, default=Path("data/build"), help="data set with val/ and test/ (default data/build)")
+    p.add_argument("--out", type=Path, default=None, help="models folder to write (default models/)")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, default=None, help="runs to consider (default: all quantized)")
+    p.add_argument("--pipeline", choices=("auto", "cascade", "fiveclass"), default="auto",
+                   help="auto: cascade unless the 5-class model wins on validation")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="LiteRT thread counts to time")
+    p.add_argument("--latency-runs", type=int, default=50)
+    p.add_argument("--latency-sweep", default=None, metavar="SIZES",
+                   help="only time random-weight Mask-nets at these input sizes, e.g. 128,160,224")
+    p.add_argument("--config", type=Path, default=Path("convert/configs/masknet.toml"),
+                   help="model config for --latency-sweep")
+    p.add_argument("--latency-json", type=Path, default=Path("runs/latency.json"),
+                   help="where --latency-sweep writes / export reads the sweep")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge.paths import models_dir
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.latency_sweep:
+        sizes = [int(s) for s in args.latency_sweep.split(",") if s.strip()]
+        latency_sweep(sizes, args.config, args.threads, args.latency_runs, args.latency_json)
+        return 0
+    out = args.out if args.out is not None else models_dir()
+    tasks = args.tasks or [t for t in TASKS if (args.runs / t / f"{t}_int8.tflite").is_file()]
+    if not {"masknet", "imasknet"} <= set(tasks) and "fiveclass" not in tasks:
+        raise MasknetError(f"{args.runs}: need quantized masknet + imasknet runs (or fiveclass); found {tasks or 'none'}")
+    staging = args.runs / "export"
+    evals: dict[str, dict[str, Any]] = {}
+    for kind in ("int8", "float"):
+        stage(args.runs, tasks, kind, staging / kind)
+        for split, origin in (("val", None), ("test", None), ("test", "real")):
+            name = f"{kind}_{split}" + (f"_{origin}" if origin else "")
+            print(f"evaluating {name} ...", flush=True)
+            try:
+                result = evaluate(args.data / split, staging / kind, origin=origin, num_threads=2)
+            except MasknetError as exc:
+                if origin is None:
+                    raise
+                print(f"  skipped: {exc}")
+                continue
+            (staging / f"eval_{name}.json").write_text(json.dumps(result, indent=2))
+            evals[name] = result
+    # choose by validation only
+    pipeline = args.pipeline
+    val = evals["int8_val"]
+    choice_note = f"forced by --pipeline {pipeline}"
+    if pipeline == "auto":
+        casc, five = _brief(val, "cascade"), _brief(val, "fiveclass")
+        if casc and five and five["balanced_accuracy"] > casc["balanced_accuracy"]:
+            pipeline = "fiveclass"
+        else:
+            pipeline = "cascade" if casc else "fiveclass"
+        choice_note = (f"validation 5-class balanced accuracy: cascade {casc and casc['balanced_accuracy']}, "
+                       f"5-class model {five and five['balanced_accuracy']}")
+    ship = [t for t in tasks if t in ("masknet", "imasknet")] if pipeline == "cascade" else []
+    if "fiveclass" in tasks and pipeline == "fiveclass":
+        ship.append("fiveclass")
+
+    latency: dict[str, Any] = {}
+    for kind in ("int8", "float"):
+        for task in tasks:
+            f = staging / kind / f"{task}_{kind}.tflite"
+            latency[f"{task}_{kind}"] = {f"threads{t}": measure_latency(f, runs=args.latency_runs, num_threads=t)
+                                         for t in args.threads}
+    (staging / "latency.json").write_text(json.dumps(latency, indent=2))
+
+    out.mkdir(parents=True, exist_ok=True)
+    specs = {}
+    for task in ship:
+        src = staging / "int8" / f"{task}_int8.tflite"
+        size = src.stat().st_size
+        if size > MAX_BYTES:
+            raise MasknetError(f"{src}: {size / 1e6:.2f} MB exceeds the {MAX_BYTES / 1e6} MB limit")
+        dst = out / src.name
+        shutil.copy2(src, dst)
+        spec = _spec(args.runs / task, task, dst, "int8")
+        metrics = {}
+        for kind in ("float", "int8"):
+            m: dict[str, Any] = {"split": "test"}
+            for key, name in (("test", f"{kind}_test"), ("test_real", f"{kind}_test_real"), ("val", f"{kind}_val")):
+                if name in evals:
+                    m[key] = _brief(evals[name], _level(task))
+            metrics[kind] = m
+        specs[task] = ModelSpec(**{**spec.__dict__, "metrics": metrics})
+    # leave models the new manifest does not name out of the folder, so nothing stale ships
+    for task in TASKS:
+        stale = out / f"{task}_int8.tflite"
+        if task not in ship and stale.exists():
+            stale.unlink()
+    manifest = write_manifest(out, pipeline, specs)
+    print(f"wrote {manifest} (pipeline {pipeline}: {', '.join(ship)})")
+    report = out / "REPORT.md"
+    report.write_text(render_report(args, tasks, ship, pipeline, choice_note, evals, latency, staging), encoding="utf-8")
+    print(f"wrote {report}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.4f}"
+
+
+def render_report(
+    args: argparse.Namespace,
+    tasks: list[str],
+    ship: list[str],
+    pipeline: str,
+    choice_note: str,
+    evals: dict[str, dict[str, Any]],
+    latency: dict[str, Any],
+    staging: Path,
+) -> str:
+    data = args.data
+    runs = args.runs
+    L: list[str] = []
+    L.append("# Mask-net Edge: model report")
+    L.append("")
+    L.append(f"Generated by `masknet export --runs {runs} --data {data}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
+             f"({platform.machine()}, {os.cpu_count()} CPUs). Shipped pipeline: **{pipeline}** ({', '.join(ship)}); "
+             f"chosen by {choice_note}.")
+    L.append("")
+    L.append("## Training runs (picked by validation)")
+    L.append("")
+    L.append("| model | input | trainable layers | train images | best epoch / run | val loss | val acc | val bal. acc | val real acc |")
+    L.append("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    for task in tasks:
+        s = json.loads((runs / task / "summary.json").read_text())
+        v = s["val"]
+        L.append(f"| {task} | {s['input_size']} | {s['trainable_layers']} | {s['train_counts']} | {s['best_epoch']} / {s['epochs_run']} "
+                 f"| {v['val_loss']:.4f} | {v['val_accuracy']:.4f} | {v['val_balanced_accuracy']:.4f} | {v['val_real_accuracy']:.4f} |")
+    L.append("")
+    L.append(f"Reproduce: `masknet train convert/configs/<task>.toml --data {data} --runs {runs}` then "
+             f"`masknet quantize {runs}/<task> --data {data} --calibration calibration/calibration.txt`; per-epoch logs in "
+             f"`{runs}/<task>/train.log`.")
+    L.append("")
+    L.append("## Float vs int8 on the same test split")
+    L.append("")
+    L.append("| level | float acc | int8 acc | Δ (points) | float bal. acc | int8 bal. acc | n |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|")
+    for prefix in TITLES:
+        f = _brief(evals.get("float_test", {}), prefix)
+        q = _brief(evals.get("int8_test", {}), prefix)
+        if f and q:
+            L.append(f"| {prefix} | {f['accuracy']:.4f} | {q['accuracy']:.4f} | {100 * (q['accuracy'] - f['accuracy']):+.2f} "
+                     f"| {f['balanced_accuracy']:.4f} | {q['balanced_accuracy']:.4f} | {q['n']} |")
+    L.append("")
+    L.append("Real photos only (`origin == real` in index.csv):")
+    L.append("")
+    L.append("| level | float acc | int8 acc | float bal. acc | int8 bal. acc | n |")
+    L.append("|---|---:|---:|---:|---:|---:|")
+    for prefix in TITLES:
+        f = _brief(evals.get("float_test_real", {}), prefix)
+        q = _brief(evals.get("int8_test_real", {}), prefix)
+        if f and q:
+            L.append(f"| {prefix} | {f['accuracy']:.4f} | {q['accuracy']:.4f} | {f['balanced_accuracy']:.4f} | {q['balanced_accuracy']:.4f} | {q['n']} |")
+    L.append("")
+    L.append("Reproduce (int8 = shipped files; float = the unquantized TFLite of the same runs):")
+    L.append("")
+    L.append("```")
+    L.append(f"masknet evaluate {data}/test --models {staging}/int8 --json int8_test.json")
+    L.append(f"masknet evaluate {data}/test --models {staging}/float --json float_test.json")
+    L.append(f"masknet evaluate {data}/test --models {staging}/int8 --origin real")
+    L.append(f"masknet evaluate {data}/val --models {staging}/int8")
+    L.append("```")
+    L.append("")
+    L.append("## int8 test tables (like the paper's Tables 1 and 2)")
+    for prefix, title in TITLES.items():
+        rep = report_of(evals.get("int8_test", {}), prefix)
+        if rep is None:
+            continue
+        L.append("")
+        L.append(f"### {title}")
+        L.append("")
+        L.append(markdown_report(rep))
+        L.append("")
+        L.append("Confusion (rows true, columns predicted: " + ", ".join(rep["classes"]) + "):")
+        L.append("")
+        L.append("```")
+        for name, row in zip(rep["per_class"], rep["confusion"], strict=True):
+            L.append(f"{name:<22}" + "".join(f"{v:>8d}" for v in row))
+        L.append("```")
+    L.append("")
+    L.append("## Cascade vs single 5-class model")
+    L.append("")
+    L.append("| split | cascade 5-class acc | cascade bal. acc | 5-class model acc | 5-class model bal. acc |")
+    L.append("|---|---:|---:|---:|---:|")
+    for name in ("int8_val", "int8_test", "int8_test_real"):
+        c = _brief(evals.get(name, {}), "cascade")
+        f = _brief(evals.get(name, {}), "fiveclass")
+        if c or f:
+            L.append(f"| {name} | {_fmt(c and c['accuracy'])} | {_fmt(c and c['balanced_accuracy'])} | "
+                     f"{_fmt(f and f['accuracy'])} | {_fmt(f and f['balanced_accuracy'])} |")
+    L.append("")
+    L.append("## Latency (LiteRT on this workstation, one image, median of "
+             f"{args.latency_runs} runs after warm-up)")
+    L.append("")
+    L.append("| model | size (MB) | " + " | ".join(f"{t} thread(s) ms" for t in args.threads) + " |")
+    L.append("|---|---:|" + "---:|" * len(args.threads))
+    for key, v in latency.items():
+        task, kind = key.rsplit("_", 1)
+        f = staging / kind / f"{task}_{kind}.tflite"
+        L.append(f"| {key} | {f.stat().st_size / 1e6:.2f} | " + " | ".join(f"{v[f'threads{t}']['median_ms']:.2f}" for t in args.threads) + " |")
+    L.append("")
+    L.append("A cascade costs Mask-net on every face plus I-Mask-net on mask_incorrect faces only.")
+    L.append("")
+    if args.latency_json.is_file():
+        sweep = json.loads(args.latency_json.read_text())
+        L.append("## Input size: measured latency")
+        L.append("")
+        L.append(f"Random-weight Mask-nets (timing does not depend on the weights), `masknet export --latency-sweep "
+                 f"{','.join(sweep['sizes'])}` ({sweep['machine']}):")
+        L.append("")
+        keys = [k for k in next(iter(sweep["sizes"].values())) if k.endswith(tuple(f"threads{t}" for t in range(1, 65)))]
+        L.append("| input | int8 MB | " + " | ".join(f"{k} ms" for k in keys) + " |")
+        L.append("|---:|---:|" + "---:|" * len(keys))
+        for size, e in sweep["sizes"].items():
+            L.append(f"| {size} | {e['int8_bytes'] / 1e6:.2f} | " + " | ".join(f"{e[k]['median_ms']:.2f}" for k in keys) + " |")
+        L.append("")
+    return "\n".join(L) + "\n"
