@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.classes import MASK, MASK_INCORRECT, MASK_OVER_CHIN, NO_MASK
+from edge.errors import ConfigError
+from edge.events import Event, EventLog
+
+
+def event(class_id: str = NO_MASK, track_id: int = 1, sub: str | None = None) -> Event:
+    return Event(
+        track_id=track_id,
+        class_id=class_id,
+        sub_type=sub,
+        score=0.9731234,
+        box=(10.04, 20.0, 110.0, 120.56),
+        frame=42,
+        latency_ms=12.3456,
+        advice="Please put on a mask",
+        timestamp=1_790_000_000.5,
+    )
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_one_json_line_per_event_with_every_field(tmp_path: Path) -> None:
+    log = EventLog(str(tmp_path / "events.jsonl"))
+    log.write(event(MASK_INCORRECT, sub=MASK_OVER_CHIN))
+    log.close()
+    (rec,) = read_lines(tmp_path / "events.jsonl")
+    assert rec == {
+        "timestamp": "2026-09-21T14:13:20.500+00:00",
+        "track_id": 1,
+        "class_id": MASK_INCORRECT,
+        "sub_type": MASK_OVER_CHIN,
+        "score": 0.9731,
+        "box": [10.0, 20.0, 110.0, 120.6],
+        "frame": 42,
+        "latency_ms": 12.35,
+        "advice": "Please put on a mask",
+    }
+
+
+def test_stdout_output(capsys: pytest.CaptureFixture[str]) -> None:
+    log = EventLog("-")
+    log.write(event())
+    log.close()
+    assert json.loads(capsys.readouterr().out)["class_id"] == NO_MASK
+
+
+def test_size_based_rotation_keeps_the_configured_backups(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(str(path), max_bytes=1024, backups=2)
+    for i in range(40):
+        log.write(event(track_id=i))
+    log.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["events.jsonl", "events.jsonl.1", "events.jsonl.2"]
+    for name in files:
+        assert (tmp_path / name).stat().st_size <= 1024
+    # newest events in the live file, the one before in .1, nothing lost between them
+    live, older = read_lines(path), read_lines(tmp_path / "events.jsonl.1")
+    assert live[-1]["track_id"] == 39
+    assert older[-1]["track_id"] + 1 == live[0]["track_id"]
+
+
+def test_appends_to_an_existing_log_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    for i in range(2):
+        log = EventLog(str(path))
+        log.write(event(track_id=i))
+        log.close()
+    assert [r["track_id"] for r in read_lines(path)] == [0, 1]
+
+
+def test_crops_are_not_saved_by_default(tmp_path: Path) -> None:
+    crop = np.zeros((224, 224, 3), np.uint8)
+    log = EventLog(str(tmp_path / "e.jsonl"), crops_dir=tmp_path / "crops")
+    rec = log.write(event(), crop)
+    log.close()
+    assert "crop" not in rec
+    assert not (tmp_path / "crops").exists()
+
+
+def test_saved_crops_only_for_no_mask_and_incorrect(tmp_path: Path) -> None:
+    crop = np.full((224, 224, 3), 128, np.uint8)
+    log = EventLog(str(tmp_path / "e.jsonl"), save_crops=True, crops_dir=tmp_path / "crops")
+    with_crop = log.write(event(NO_MASK), crop)
+    without = log.write(event(MASK, track_id=2), crop)
+    log.close()
+    assert Path(with_crop["crop"]).is_file()
+    assert "crop" not in without
+    assert len(list((tmp_path / "crops").iterdir())) == 1
+
+
+def test_unwritable_event_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    with pytest.raises(ConfigError, match="events.output: cannot write"):
+        EventLog(str(tmp_path / "blocker" / "events.jsonl"))
