@@ -70,7 +70,7 @@ class BaseFace:
 
 @dataclass
 class Report:
-    """Counts of everything read, made, skipped and lost, per source."""
+    """Counts of everything read, made, skipped and lost, per source/class."""
 
     photos: Counter[str] = field(default_factory=Counter)
     faces: Counter[str] = field(default_factory=Counter)
@@ -181,8 +181,9 @@ class Builder:
 
     # -- pass 1 --
     def process(self, item: SourceItem, spec: SourceSpec, staging: Path) -> None:
-        skipped = self.report.skipped[spec.name]
-        self.report.photos[spec.name] += 1
+        key = f"{spec.name}/{item.label}"
+        skipped = self.report.skipped[key]
+        self.report.photos[key] += 1
         image = read_rgb(item.path)
         if image is None:
             skipped["unreadable image"] += 1
@@ -197,7 +198,7 @@ class Builder:
             name = f"{stem}__f{k}"
             self._write(staging, crop, Record(f"{len(self.records):07d}.jpg", f"{name}.jpg", item.label, spec.origin, spec.name, base, ff.how))
             self.bases.append(BaseFace(base, spec.name, item.label, photo, item.identity, phash_pair(crop)))
-            self.report.faces[spec.name] += 1
+            self.report.faces[key] += 1
             if item.label == MASK and spec.recolour > 0 and rng.random() < spec.recolour:
                 self._recolour(image, ff.face, rng, staging, item, spec, base, name, skipped)
             if item.label == NO_MASK and spec.synthesize:
@@ -217,13 +218,19 @@ class Builder:
 
     def _synthesize(self, image: np.ndarray, face: Face, rng: np.random.Generator, spec: SourceSpec,
                     staging: Path, base: str, name: str, skipped: Counter[str]) -> None:
-        landmarks = self.landmarker.landmarks(image, face)
+        # Tight face photos end at the chin; a mask drawn there would be cut by the photo's edge
+        # and then smeared into stripes by the crop's replicated border. Replicating the border
+        # first (the same pixels the crop would invent) lets the mask be drawn whole.
+        pad = int(np.ceil(0.6 * max(face.width, face.height)))
+        canvas = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        face = face.translated(pad, pad)
+        landmarks = self.landmarker.landmarks(canvas, face)
         if landmarks is None:
             skipped["synthetic: landmarks not found (face skipped)"] += 1
             return
         for state in spec.synthesize:
             try:
-                syn = draw_mask(image, landmarks, state, self.templates, rng, self.recipe.synth_recolour,
+                syn = draw_mask(canvas, landmarks, state, self.templates, rng, self.recipe.synth_recolour,
                                 self.recipe.recolour_styles, self.textures)
             except ValueError:
                 skipped[f"synthetic {state}: landmarks unusable"] += 1

@@ -22,10 +22,13 @@ from .recipe import RECOLOUR_STYLES
 # OpenCV hue runs 0..180. Surgical-mask blue sits around 95..115; the band is widened for
 # white balance drift, and the saturation floor keeps grey skin shadows out.
 BLUE_HUE = (85, 128)
-BLUE_MIN_SAT = 35
-BLUE_MIN_VAL = 70
+BLUE_MIN_SAT = 45
+BLUE_MIN_VAL = 110  # light blue: navy and black masks stay out
 # below this share of the lower face there is no surgical mask worth recolouring
 MIN_MASK_FRACTION = 0.12
+# and a worn mask covers the mouth: at least this share of a patch around the mouth keypoint
+# must be blue, else the blue is a shirt, a shadow on a white mask or a mask under the chin
+MIN_MOUTH_FRACTION = 0.5
 
 
 def lower_face_region(shape: tuple[int, ...], face: Face) -> np.ndarray:
@@ -58,13 +61,26 @@ def blue_pixels(image: np.ndarray) -> np.ndarray:
 
 
 def find_blue_mask(image: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """The light-blue mask inside `region`: blue pixels, specks removed and holes (print, folds) filled."""
-    blue = (blue_pixels(image) & region).astype(np.uint8)
-    if not blue.any():
-        return blue.astype(bool)
-    side = max(3, int(round(0.01 * max(image.shape[:2]))) | 1)
+    """The light-blue mask inside `region`.
+
+    Hysteresis, as in edge detection: clearly blue pixels seed the mask, and paler or greyer
+    blue pixels join when they touch a seed (highlights and shadowed folds of a surgical mask are
+    barely saturated). Specks are removed and enclosed holes (print, folds, glare) filled, so
+    the whole mask changes colour, not a patchwork of it.
+    """
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    hue_ok = (h >= BLUE_HUE[0] - 5) & (h <= BLUE_HUE[1] + 5)
+    seed = (blue_pixels(image) & region).astype(np.uint8)
+    if not seed.any():
+        return seed.astype(bool)
+    weak = ((hue_ok & (s >= 20) & (v >= 80)) | seed.astype(bool)) & region
+    side = max(3, int(round(0.012 * max(image.shape[:2]))) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
-    blue = cv2.morphologyEx(blue, cv2.MORPH_OPEN, kernel)
+    weak = cv2.morphologyEx(weak.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    n, labels = cv2.connectedComponents(weak, connectivity=8)
+    seeded = np.unique(labels[(seed > 0) & (weak > 0)])
+    blue = np.isin(labels, seeded[seeded > 0]).astype(np.uint8)
     blue = cv2.morphologyEx(blue, cv2.MORPH_CLOSE, kernel)
     # keep the large blobs only: a mask is one or two pieces (a strap can split it), not confetti
     n, labels, stats, _ = cv2.connectedComponentsWithStats(blue, connectivity=8)
@@ -72,7 +88,11 @@ def find_blue_mask(image: np.ndarray, region: np.ndarray) -> np.ndarray:
         return blue.astype(bool)
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = 1 + np.nonzero(areas >= 0.15 * areas.max())[0]
-    return np.isin(labels, keep) & region
+    blue = np.isin(labels, keep).astype(np.uint8)
+    contours, _ = cv2.findContours(blue, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(blue)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled.astype(bool) & region
 
 
 def load_textures(folder: Path | None) -> list[np.ndarray]:
@@ -157,9 +177,18 @@ def recolour_face(
     area = int(region.sum())
     if area == 0:
         return None
+    if (blue_pixels(image) & region).sum() < 0.5 * min_fraction * area:
+        return None
     mask = find_blue_mask(image, region)
     if mask.sum() < min_fraction * area:
         return None
+    kp = np.asarray(face.keypoints, dtype=np.float64)
+    if kp.shape[0] > 3 and np.any(kp):
+        r = max(2, int(0.08 * float(face.width)))
+        mx, my = int(round(kp[3, 0])), int(round(kp[3, 1]))
+        patch = mask[max(0, my - r) : my + r + 1, max(0, mx - r) : mx + r + 1]
+        if patch.size == 0 or patch.mean() < MIN_MOUTH_FRACTION:
+            return None
     style = str(styles[int(rng.integers(len(styles)))])
     if style == "pattern" and not textures:
         style = "random"
