@@ -1,0 +1,222 @@
+"""`masknet bench`: it runs anywhere, measures every stage and writes every field.
+
+Never asserts that anything is fast: timings depend on the machine and its load. What is checked
+is what was measured (which stages ran how often) and that the report is complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.bench import STAT_FIELDS, face_layout, face_patch, make_scene, stats
+from edge.cli import main
+from edge.paths import models_dir
+from edge.timing import STAGES
+
+HEADER_KEYS = ("cpu", "cores", "runtime", "runtime_version", "threads", "models")
+
+
+@pytest.fixture(scope="session")
+def bench_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed models when they are there, else tiny random ones with the same interface."""
+    if (models_dir() / "manifest.json").is_file():
+        return models_dir()
+    pytest.importorskip(
+        "tensorflow", reason="no committed models and no TensorFlow to build tiny ones"
+    )
+    from convert.tiny import build_tiny_models
+
+    out = tmp_path_factory.mktemp("tiny-models")
+    build_tiny_models(out, input_size=32)
+    return out
+
+
+def bench(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, models: Path, *args: str
+) -> tuple[dict, str]:
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--models", str(models), "--no-progress", "--json", str(out), *args])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    return json.loads(out.read_text()), printed
+
+
+def assert_block(block: dict, frames: int) -> None:
+    assert set(STAGES) <= set(block["stages"])
+    for name in STAGES:
+        assert tuple(block["stages"][name]) == STAT_FIELDS, name
+    assert set(STAT_FIELDS) | {"fps"} <= set(block["frame"])
+    assert block["frame"]["count"] == frames
+    assert block["frame"]["fps"] == pytest.approx(1000.0 / block["frame"]["mean_ms"])
+    f = block["frame"]
+    assert 0 < f["p50_ms"] <= f["p95_ms"] <= f["p99_ms"] <= f["max_ms"]
+
+
+def test_default_run_writes_every_field_and_runs_imasknet_on_every_face(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bench_models: Path
+) -> None:
+    result, printed = bench(capsys, tmp_path, bench_models, "--frames", "12", "--warmup", "3")
+    header = result["header"]
+    for key in HEADER_KEYS:
+        assert header[key] not in (None, "", []), key
+    roles = {m["role"] for m in header["models"]}
+    assert {"detector", "masknet", "imasknet"} <= roles
+    assert all(len(m["sha256"]) == 64 for m in header["models"])
+    assert result["faces"] == 1 and result["frames"] == 12
+    assert result["rss_peak_mb"] > 10
+    assert_block(result, 12)
+
+    stages = result["stages"]
+    assert result["faces_detected_mean"] == 1.0, "the pasted astronaut must be found on every frame"
+    assert stages["detector_invoke"]["count"] == 12
+    # the worst case: Mask-net's answer is overridden so I-Mask-net runs on every face
+    assert stages["masknet_invoke"]["count"] == stages["imasknet_invoke"]["count"] == 12
+    assert stages["crop"]["count"] == 12 and stages["tracking"]["count"] == 12
+    assert stages["indicator"]["count"] == 12
+    assert stages["capture"]["count"] == 0 and stages["capture"]["mean_ms"] is None  # no camera
+    assert result["ratios"]["overhead"] > 1.0  # the frame contains the invokes
+
+    assert "frame (end to end)" in printed and "masknet_invoke" in printed
+    assert "I-Mask-net on every face" in printed
+
+
+def test_markdown_tables_for_an_issue(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bench_models: Path
+) -> None:
+    _, printed = bench(
+        capsys, tmp_path, bench_models, "--frames", "4", "--warmup", "1", "--markdown"
+    )
+    assert "| stage | mean ms | p50 ms | p95 ms | p99 ms | max ms | count | ms/frame |" in printed
+    assert "| frame (end to end) |" in printed
+    assert "- runtime: " in printed
+
+
+def test_real_cascade_runs_imasknet_only_when_asked(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bench_models: Path
+) -> None:
+    result, _ = bench(
+        capsys, tmp_path, bench_models, "--frames", "6", "--warmup", "1", "--real-cascade"
+    )
+    stages = result["stages"]
+    assert stages["masknet_invoke"]["count"] == 6
+    assert stages["imasknet_invoke"]["count"] <= 6
+    assert "only when Mask-net says mask_incorrect" in result["header"]["cascade"]
+
+
+def test_faces_and_threads_lists_compare_every_combination(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bench_models: Path
+) -> None:
+    result, printed = bench(
+        capsys,
+        tmp_path,
+        bench_models,
+        "--frames",
+        "5",
+        "--warmup",
+        "1",
+        "--faces",
+        "1,3",
+        "--threads",
+        "1,2",
+    )
+    combos = {(r["threads"], r["faces"]) for r in result["runs"]}
+    assert combos == {(1, 1), (1, 3), (2, 1), (2, 3)}
+    for r in result["runs"]:
+        assert_block(r, 5)
+        assert r["faces_detected_mean"] == r["faces"]
+        assert r["stages"]["masknet_invoke"]["count"] == 5 * r["faces"]
+    assert result["header"]["threads"] == 1 and result["faces"] == 1
+    assert set(result["ratios"]["frame_vs_one_face"]) == {"3"}
+    assert "frame time with 3 faces / with 1 face" in printed
+
+
+def test_a_folder_source_times_capture(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bench_models: Path
+) -> None:
+    import cv2
+
+    from edge.detector import create_detector
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    scene = make_scene(face_patch(create_detector("blazeface_short")), 1, (640, 480), None, seed=1)
+    for i, (image, _) in zip(range(3), scene.frames(), strict=False):
+        cv2.imwrite(str(folder / f"{i:03d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    # 3 images, 7 frames: a folder source loops
+    result, _ = bench(
+        capsys, tmp_path, bench_models, "--source", str(folder), "--frames", "7", "--warmup", "1"
+    )
+    assert result["stages"]["capture"]["count"] == 7
+    assert result["faces"] is None and f"--source {folder}" in result["header"]["input"]
+    assert_block(result, 7)
+
+
+@pytest.mark.convert
+def test_compare_float_adds_a_float_block(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    pytest.importorskip("tensorflow")
+    from convert.quantize import convert_float, write_bytes
+    from convert.tiny import TINY_TASKS, build_tiny_models, tiny_keras_model
+
+    models = tmp_path / "models"
+    build_tiny_models(models, input_size=32)
+    for i, (task, classes) in enumerate(list(TINY_TASKS.items())[:2]):
+        write_bytes(
+            models / f"{task}_float.tflite", convert_float(tiny_keras_model(32, len(classes), i))
+        )
+
+    result, printed = bench(
+        capsys, tmp_path, models, "--frames", "5", "--warmup", "1", "--compare-float"
+    )
+    assert_block(result["float"], 5)
+    assert {m["file"] for m in result["float"]["models"]} >= {
+        "masknet_float.tflite",
+        "imasknet_float.tflite",
+    }
+    assert result["ratios"]["int8_vs_float_masknet_invoke"] > 0
+    assert "int8 / float Mask-net invoke" in printed
+
+
+def test_missing_float_exports_are_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bench_models: Path
+) -> None:
+    rc = main(
+        [
+            "bench",
+            "--models",
+            str(bench_models),
+            "--compare-float",
+            "--float-models",
+            str(tmp_path),
+            "--frames",
+            "2",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "masknet_float.tflite" in err and str(tmp_path) in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("k", range(1, 10))
+def test_face_layout_fits_the_frame_without_overlap(k: int) -> None:
+    side, corners = face_layout(k, 1280, 720)
+    assert len(corners) == k and side > 100
+    for x, y in corners:
+        assert 0 <= x <= 1280 - side and 0 <= y <= 720 - side
+    for i, (x0, y0) in enumerate(corners):
+        for x1, y1 in corners[i + 1 :]:
+            assert abs(x0 - x1) >= side or abs(y0 - y1) >= side
+
+
+def test_stats_of_known_samples() -> None:
+    s = stats(np.arange(1, 101, dtype=np.float64))
+    assert s["count"] == 100 and s["mean_ms"] == 50.5 and s["max_ms"] == 100
+    assert s["p50_ms"] == pytest.approx(50.5) and s["p99_ms"] == pytest.approx(99.01)
+    empty = stats([], 0)
+    assert empty["count"] == 0 and all(empty[k] is None for k in STAT_FIELDS[:-1])
