@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -114,6 +115,49 @@ def build_pipeline(cfg: Config, indicators: Any = None, events: Any = None, time
     )
 
 
+def frame_loop(
+    source: Any,
+    pipeline: Any,
+    max_frames: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    preview: Any = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> int:
+    """Read and process frames until the source ends, ``max_frames`` or ``should_stop()``.
+
+    Returns the number of frames processed. ``on_frame(n)`` is called after frame n (soak tests
+    sample memory there).
+    """
+    from edge.timing import CAPTURE
+
+    timer = pipeline.timer
+    frames = 0
+    while not should_stop() and (max_frames is None or frames < max_frames):
+        t = timer.start()
+        frame = source.read()
+        if frame is None:
+            break
+        timer.stop(CAPTURE, t)
+        results = pipeline.process(frame)
+        frames += 1
+        if preview is not None and not preview.update(frame, results):
+            break
+        if on_frame is not None:
+            on_frame(frames)
+    return frames
+
+
+def _summary(outcome: str, source: Any, pipeline: Any, started: float) -> None:
+    elapsed = max(time.monotonic() - started, 1e-9)
+    log.info(
+        "%s: %d frames in %.1f s (%.1f FPS), %d events, %d camera reopens",
+        outcome, pipeline.frames, elapsed, pipeline.frames / elapsed, pipeline.event_count, source.reopens,
+    )
+    stages = ", ".join(f"{name} {st.mean_ms:.1f}" for name, st in pipeline.timer.summary().items())
+    if stages:
+        log.info("mean ms per call: %s", stages)
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, _overrides(args))
     if args.print_config:
@@ -136,13 +180,13 @@ def run(args: argparse.Namespace) -> int:
     from edge.events import EventLog
     from edge.preview import Preview
     from edge.sources import ReopeningSource, make_source
-    from edge.timing import CAPTURE, StageTimer
+    from edge.timing import StageTimer
 
     # models first: a broken model is reported before any pin or camera is touched
     pipeline = build_pipeline(cfg)
     stop = _Stop()
     indicators = source = events = preview = None
-    frames = 0
+    outcome = "stopped by an error"
     started = time.monotonic()
     try:
         indicators = Indicators(cfg.indicators)
@@ -169,17 +213,10 @@ def run(args: argparse.Namespace) -> int:
             "stdout" if cfg.events.output == "-" else cfg.events.output,
         )
         stop.install()
-        max_frames = args.max_frames
-        while stop.signal is None and (max_frames is None or frames < max_frames):
-            t = timer.start()
-            frame = source.read()
-            if frame is None:
-                break
-            timer.stop(CAPTURE, t)
-            results = pipeline.process(frame)
-            frames += 1
-            if preview is not None and not preview.update(frame, results):
-                break
+        frame_loop(source, pipeline, args.max_frames, lambda: stop.signal is not None, preview)
+        outcome = {signal.SIGTERM: "stopped by SIGTERM", signal.SIGINT: "stopped by SIGINT"}.get(
+            stop.signal, "done"  # type: ignore[arg-type]
+        )
     finally:
         stop.restore()
         # outputs off first: whatever went wrong, the door must not stay red
@@ -189,12 +226,6 @@ def run(args: argparse.Namespace) -> int:
                     closer.close()
                 except Exception as exc:  # keep closing the rest
                     log.warning("while shutting down: %s", exc)
-    elapsed = max(time.monotonic() - started, 1e-9)
-    how = {signal.SIGTERM: "stopped by SIGTERM", signal.SIGINT: "stopped by SIGINT"}.get(
-        stop.signal, "done"
-    )
-    log.info(
-        "%s: %d frames in %.1f s (%.1f FPS), %d events, %d camera reopens",
-        how, frames, elapsed, frames / elapsed, pipeline.event_count, source.reopens if source else 0,
-    )
+        if pipeline.frames:
+            _summary(outcome, source, pipeline, started)
     return 130 if stop.signal == signal.SIGINT else 0
