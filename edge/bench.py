@@ -35,7 +35,9 @@ from edge.classes import MASK_INCORRECT
 from edge.errors import ConfigError, MasknetError, ModelError
 from edge.timing import (
     CAPTURE,
+    DECODE_NMS,
     DETECTOR_INVOKE,
+    DETECTOR_PREPROCESS,
     IMASKNET_INVOKE,
     MASKNET_INVOKE,
     STAGES,
@@ -358,6 +360,64 @@ class _AlwaysIncorrect:
         return MASK_INCORRECT, score, p
 
 
+class _TimedModel:
+    """A TFLiteModel that remembers when its last ``run`` started and ended."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.last = (0, 0)
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        t0 = time.perf_counter_ns()
+        out = self._inner.run(*inputs)
+        self.last = (t0, time.perf_counter_ns())
+        return out
+
+    __call__ = run
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _StepTimedDetector:
+    """Splits a detector that only offers ``detect()`` into its three stages for the report.
+
+    The pipeline times such a detector as one ``detector_invoke``; this wrapper marks the model's
+    own invoke inside it, so preprocessing (letterbox, scaling) and decode + NMS are reported
+    apart from the invoke, as they are for a detector with preprocess/invoke/postprocess steps.
+    """
+
+    def __init__(self, detector: Any) -> None:
+        self._detector = detector
+        self._model = _TimedModel(detector.model)
+        detector.model = self._model
+        self.samples: dict[str, list[float]] = {
+            DETECTOR_PREPROCESS: [],
+            DETECTOR_INVOKE: [],
+            DECODE_NMS: [],
+        }
+
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    def reset(self) -> None:
+        for v in self.samples.values():
+            v.clear()
+
+    def detect(self, image: np.ndarray) -> list[Any]:
+        self._model.last = (0, 0)
+        t0 = time.perf_counter_ns()
+        faces = self._detector.detect(image)
+        t3 = time.perf_counter_ns()
+        r0, r1 = self._model.last
+        if r0:
+            self.samples[DETECTOR_PREPROCESS].append((r0 - t0) / 1e6)
+            self.samples[DETECTOR_INVOKE].append((r1 - r0) / 1e6)
+            self.samples[DECODE_NMS].append((t3 - r1) / 1e6)
+        return faces
+
+
 def _model_entry(
     role: str, path: Path, sha256: str | None = None, input_size: int | None = None
 ) -> dict[str, Any]:
@@ -448,6 +508,13 @@ def measure(
             pipeline.cascade = Cascade(
                 run.manifest, num_threads=run.threads, align=run_cfg.classifier.align, timer=timer
             )
+        split = None
+        if not all(
+            callable(getattr(pipeline.detector, m, None))
+            for m in ("preprocess", "invoke", "postprocess")
+        ):
+            split = _StepTimedDetector(pipeline.detector)
+            pipeline.detector = split
         if not args.real_cascade and pipeline.cascade.imasknet is not None:
             pipeline.cascade.first = _AlwaysIncorrect(pipeline.cascade.first)
         if scene is None:
@@ -466,6 +533,8 @@ def measure(
         for i in range(total):
             if i == args.warmup:
                 timer.reset()
+                if split is not None:
+                    split.reset()
             if generated is not None:
                 # rendering stands in for the camera's own work: outside the timed frame
                 image, full = next(generated)
@@ -499,6 +568,9 @@ def measure(
             st = summary.get(name)
             stages[name] = stats(timer.samples_ms(name) if st else [], st.count if st else 0)
             per_frame_ms[name] = (st.total_ms / len(frame_ms)) if st else 0.0
+            if split is not None and name in split.samples:
+                stages[name] = stats(split.samples[name])
+                per_frame_ms[name] = float(np.sum(split.samples[name])) / len(frame_ms)
         frame_block = stats(frame_ms)
         frame_block["fps"] = 1000.0 / frame_block["mean_ms"]
         cascade = pipeline.cascade
