@@ -46,7 +46,6 @@ MIDLINE: tuple[int, ...] = (168, 6, 197, 195, 4, 1, 2, 0, 13, 14, 17, 200, 199, 
 WIDTH_FLOOR = 0.8
 
 ANCHOR_KEYS = ("mask_a", "mask_b", "mask_c", "mask_d", "mask_e", "mask_f")
-DEFAULT_FAMILIES = ("surgical", "surgical_blue", "surgical_green", "KN95", "N95", "cloth")
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,8 @@ class Template:
 
 
 def load_templates(folder: Path, families: Sequence[str] = ()) -> dict[str, list[Template]]:
-    """Templates from a MaskTheFace `masks` folder (`masks.cfg`, `templates/*.png`), by family.
+    """Templates from a MaskTheFace `masks` folder (`masks.cfg`, `templates/*.png`), by family
+    (`surgical` holds surgical, surgical_left, surgical_right); `families` empty: all of them.
 
     Sections without a template (MaskTheFace's `empty`, `inpaint`) are left out. Raises
     ConfigError naming the file when masks.cfg is missing or an anchor cannot be read.
@@ -86,14 +86,14 @@ def load_templates(folder: Path, families: Sequence[str] = ()) -> dict[str, list
         cfg.read(cfg_path, encoding="utf-8")
     except configparser.Error as exc:
         raise ConfigError(f"mask templates: {cfg_path} cannot be parsed ({exc.__class__.__name__})") from None
-    wanted = set(families) if families else set(DEFAULT_FAMILIES)
+    wanted = set(families)
     out: dict[str, list[Template]] = {}
     for name in cfg.sections():
         section = cfg[name]
         if "template" not in section:
             continue
         family = name.removesuffix("_left").removesuffix("_right")
-        if family not in wanted:
+        if wanted and family not in wanted:
             continue
         png = folder / "templates" / Path(section["template"]).name
         rgba = cv2.imread(str(png), cv2.IMREAD_UNCHANGED)
@@ -170,14 +170,14 @@ def band(frame: FaceFrame, state: str, rng: np.random.Generator) -> tuple[float,
     bridge, sub, lip_top, lip_bottom = (frame.level(i) for i in (BRIDGE_MID, SUBNASALE, LIP_TOP, LIP_BOTTOM))
     nose_tip = max(frame.level(i) for i in NOSE_TIP)
     if state == "mask":
-        return bridge + rng.uniform(-0.05, 0.03), 1.0 + rng.uniform(0.03, 0.10)
+        return bridge + rng.uniform(-0.05, 0.03), 1.0 + rng.uniform(0.06, 0.12)
     if state == "mask_over_nose_mouth":
         return bridge + rng.uniform(-0.06, 0.02), lip_bottom + (1.0 - lip_bottom) * rng.uniform(0.3, 0.5)
     if state == "mask_over_mouth_chin":
-        top = max(sub, nose_tip + 0.03) + max(0.0, lip_top - sub) * rng.uniform(0.15, 0.5)
-        return top, 1.0 + rng.uniform(0.04, 0.12)
+        top = max(sub, nose_tip + 0.05) + max(0.0, lip_top - sub) * rng.uniform(0.15, 0.5)
+        return top, 1.0 + rng.uniform(0.06, 0.14)
     if state == "mask_over_chin":
-        return lip_bottom + (1.0 - lip_bottom) * rng.uniform(0.15, 0.35), 1.0 + rng.uniform(0.2, 0.35)
+        return lip_bottom + (1.0 - lip_bottom) * rng.uniform(0.2, 0.4), 1.0 + rng.uniform(0.2, 0.35)
     raise ValueError(f"unknown wearing state {state!r}; expected one of {', '.join(WEARING_STATES)}")
 
 
