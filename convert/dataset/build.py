@@ -38,7 +38,7 @@ from .recipe import REPO_ROOT, Recipe, SourceSpec
 from .recolour import load_textures, recolour_face
 from .sources import SourceItem, list_source
 from .split import SPLITS, assign_splits
-from .synth import Template, draw_mask, load_templates
+from .synth import Template, draw_mask, load_templates, state_is_right
 
 ORIGINS = ("real", "recoloured", "synthetic")
 INDEX_COLUMNS = ("path", "split", "label", "origin", "source", "group", "base", "detail")
@@ -229,11 +229,21 @@ class Builder:
             skipped["synthetic: landmarks not found (face skipped)"] += 1
             return
         for state in spec.synthesize:
+            syn = None
             try:
-                syn = draw_mask(canvas, landmarks, state, self.templates, rng, self.recipe.synth_recolour,
-                                self.recipe.recolour_styles, self.textures)
+                # the label must be true: nose / mouth / chin covered or bare exactly as the state
+                # says; a draw that misses (odd pose, landmark jitter) is redrawn, then dropped
+                for _ in range(3):
+                    candidate = draw_mask(canvas, landmarks, state, self.templates, rng, self.recipe.synth_recolour,
+                                          self.recipe.recolour_styles, self.textures)
+                    if state_is_right(candidate.alpha, landmarks.points, state):
+                        syn = candidate
+                        break
             except ValueError:
                 skipped[f"synthetic {state}: landmarks unusable"] += 1
+                continue
+            if syn is None:
+                skipped[f"synthetic {state}: coverage check failed 3 times (dropped)"] += 1
                 continue
             # crop where the door's detector finds the masked face, as it will at the door
             faces, _ = detect(syn.image, self.detector, self.recipe.pad)

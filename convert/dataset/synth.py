@@ -45,6 +45,15 @@ MIDLINE: tuple[int, ...] = (168, 6, 197, 195, 4, 1, 2, 0, 13, 14, 17, 200, 199, 
 # hanging there still spans the jaw, so widths are read no lower than this.
 WIDTH_FLOOR = 0.8
 
+# What each wearing state covers, checked on the mesh points under the drawn mask.
+PARTS: dict[str, tuple[int, ...]] = {"nose": NOSE_TIP, "mouth": (*UPPER_LIP, *LOWER_LIP), "chin": (CHIN,)}
+COVERS: dict[str, dict[str, bool]] = {
+    "mask": {"nose": True, "mouth": True, "chin": True},
+    "mask_over_nose_mouth": {"nose": True, "mouth": True, "chin": False},
+    "mask_over_mouth_chin": {"nose": False, "mouth": True, "chin": True},
+    "mask_over_chin": {"nose": False, "mouth": False, "chin": True},
+}
+
 ANCHOR_KEYS = ("mask_a", "mask_b", "mask_c", "mask_d", "mask_e", "mask_f")
 
 
@@ -225,6 +234,23 @@ def _skin_tone(image: np.ndarray, frame: FaceFrame) -> np.ndarray:
     if not patches:
         return np.full(3, 160.0)
     return np.concatenate(patches).astype(np.float64).mean(axis=0)
+
+
+def coverage(alpha: np.ndarray, points: np.ndarray) -> dict[str, float]:
+    """Share of each part's mesh points (nose tip, lips, chin) under the mask (alpha > 0.5)."""
+    h, w = alpha.shape[:2]
+    out = {}
+    for part, idx in PARTS.items():
+        xy = np.round(points[list(idx), :2]).astype(int)
+        inside = [alpha[y, x] > 0.5 if 0 <= x < w and 0 <= y < h else False for x, y in xy]
+        out[part] = float(np.mean(inside))
+    return out
+
+
+def state_is_right(alpha: np.ndarray, points: np.ndarray, state: str) -> bool:
+    """Whether the drawn mask covers exactly what `state` promises (all or none of each part)."""
+    cov = coverage(alpha, points)
+    return all(cov[p] == (1.0 if covered else 0.0) for p, covered in COVERS[state].items())
 
 
 @dataclass
