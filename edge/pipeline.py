@@ -56,7 +56,8 @@ class Pipeline:
         wall_clock: Callable[[], float] = time.time,
         keep_crops: bool = False,
     ) -> None:
-        self.detector = detector
+        self._detector = detector
+        self._split = self._has_steps(detector)
         self.cascade = cascade
         self.tracker = tracker
         self.indicators = indicators
@@ -71,24 +72,35 @@ class Pipeline:
         self.frames = 0
         self.event_count = 0
         self._last_display = -float("inf")
+
+    @staticmethod
+    def _has_steps(detector: FaceDetector) -> bool:
         # a detector that exposes its three steps is timed step by step; any other as one invoke
-        self._split = all(
-            callable(getattr(detector, m, None)) for m in ("preprocess", "invoke", "postprocess")
-        )
+        return all(callable(getattr(detector, m, None)) for m in ("preprocess", "invoke", "postprocess"))
+
+    @property
+    def detector(self) -> FaceDetector:
+        return self._detector
+
+    @detector.setter
+    def detector(self, detector: FaceDetector) -> None:
+        # decided once per detector, not per frame
+        self._detector = detector
+        self._split = self._has_steps(detector)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         timer = self.timer
         if self._split:
             t = timer.start()
-            prepared = self.detector.preprocess(image)  # type: ignore[attr-defined]
+            prepared = self._detector.preprocess(image)  # type: ignore[attr-defined]
             t = timer.stop(DETECTOR_PREPROCESS, t)
-            raw = self.detector.invoke(prepared)  # type: ignore[attr-defined]
+            raw = self._detector.invoke(prepared)  # type: ignore[attr-defined]
             t = timer.stop(DETECTOR_INVOKE, t)
-            faces = self.detector.postprocess(raw, prepared)  # type: ignore[attr-defined]
+            faces = self._detector.postprocess(raw, prepared)  # type: ignore[attr-defined]
             timer.stop(DECODE_NMS, t)
             return faces
         t = timer.start()
-        faces = self.detector.detect(image)
+        faces = self._detector.detect(image)
         timer.stop(DETECTOR_INVOKE, t)
         return faces
 

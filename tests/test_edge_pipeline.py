@@ -28,7 +28,16 @@ from edge.indicators import Indicators
 from edge.manifest import load_manifest
 from edge.pipeline import Pipeline
 from edge.sources import FolderSource, Frame
-from edge.timing import CROP, DETECTOR_INVOKE, IMASKNET_INVOKE, MASKNET_INVOKE, NULL_TIMER, StageTimer
+from edge.timing import (
+    CROP,
+    DECODE_NMS,
+    DETECTOR_INVOKE,
+    DETECTOR_PREPROCESS,
+    IMASKNET_INVOKE,
+    MASKNET_INVOKE,
+    NULL_TIMER,
+    StageTimer,
+)
 from edge.tracker import Tracker
 
 GREEN, AMBER, RED, BUZZER = 17, 27, 22, 23
@@ -237,3 +246,34 @@ def test_imasknet_runs_only_on_mask_incorrect(pytestconfig: pytest.Config) -> No
         assert (v.sub_type in SUBTYPES) == (v.class_id == MASK_INCORRECT)
     assert timer.count(IMASKNET_INVOKE) == labels.count(MASK_INCORRECT)
     assert timer.count(MASKNET_INVOKE) == 40
+
+
+class SteppedDetector:
+    """A detector offering preprocess / invoke / postprocess, as the timing contract allows."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        return image
+
+    def invoke(self, prepared: np.ndarray) -> list:
+        return self.inner.detect(prepared)
+
+    def postprocess(self, raw: list, prepared: np.ndarray) -> list:
+        return raw
+
+    def detect(self, image: np.ndarray) -> list:
+        return self.inner.detect(image)
+
+
+def test_a_detector_with_steps_is_timed_step_by_step(detector) -> None:
+    timer = StageTimer()
+    pipe = Pipeline(detector, PaintedMaskClassifier(), Tracker(tracker_config()), timer=timer)
+    pipe.process(astronaut())
+    assert timer.count(DETECTOR_INVOKE) == 1 and timer.count(DETECTOR_PREPROCESS) == 0
+    pipe.detector = SteppedDetector(detector)  # swapped in, e.g. by masknet bench
+    (r,) = pipe.process(astronaut())
+    assert timer.count(DETECTOR_PREPROCESS) == timer.count(DECODE_NMS) == 1
+    assert timer.count(DETECTOR_INVOKE) == 2
+    assert r.verdict.class_id == NO_MASK

@@ -266,3 +266,12 @@ def test_sigterm_turns_outputs_off_and_flushes_events(workdir: Path, models: Pat
     last = [line for line in stderr.splitlines() if line.startswith(lit_pin)][-1]
     assert last.endswith(" off"), last
     assert len((workdir / "out.jsonl").read_text().splitlines()) == 1
+
+
+def test_headless_preview_writes_latest_jpeg(workdir: Path, models: Path) -> None:
+    visits_folder(workdir / "frames", people=1)
+    proc = run(workdir, models, "--source", "frames", "--pins", "mock", "--preview")
+    assert proc.returncode == 0, proc.stderr
+    image = cv2.imread(str(workdir / "preview" / "latest.jpg"))
+    assert image is not None and image.shape == (512, 512, 3)
+    assert sorted(p.name for p in (workdir / "preview").iterdir()) == ["latest.jpg"]
