@@ -131,3 +131,15 @@ def test_cli_reports_a_bad_source_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("masknet dataset: error: source 'd': folder(s) maks in ")
+
+
+def test_maskedfacenet_example_recipe_reads_a_downloaded_layout(tmp_path):
+    from convert.dataset.recipe import REPO_ROOT
+
+    for rel in ("CMFD/00000/00001_Mask.jpg", "IMFD/00000/00001_Mask_Chin.jpg", "IMFD/00000/00002_Mask_Nose_Mouth.jpg", "FFHQ/00000/00001.png"):
+        jpg(tmp_path / rel)
+    recipe = load_recipe(REPO_ROOT / "convert" / "recipes" / "maskedfacenet.toml", root=tmp_path)
+    items = [i for s in recipe.sources for i in list_source(s)]
+    assert [(i.label, i.identity) for i in items] == [
+        ("mask", "ffhq:00001"), ("mask_over_chin", "ffhq:00001"), ("mask_over_nose_mouth", "ffhq:00002"), ("no_mask", "ffhq:00001"),
+    ]

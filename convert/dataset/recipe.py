@@ -49,6 +49,7 @@ class SourceSpec:
     group_patterns: tuple[str, ...] = ()  # regexes on the file stem; group 1 = identity / burst id
     limit: int = 0  # at most this many photos (deterministic sample); 0 = all
     origin: str = "real"  # "synthetic" for sources whose masks were drawn on (MaskedFace-Net)
+    identity_space: str = ""  # sources naming one id space (e.g. FFHQ ids) share identities; "" = own
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def _str_list(table: dict[str, Any], key: str, where: str, allowed: tuple[str, .
 _SOURCE_KEYS = {
     "name", "path", "layout", "label", "classes", "ignore", "faces", "dominance", "min_face",
     "tight_fallback", "recolour", "synthesize", "group_patterns", "limit", "origin",
+    "identity_space",
 }
 
 
@@ -171,6 +173,7 @@ def _parse_source(table: dict[str, Any], base: Path, where: str) -> SourceSpec:
         group_patterns=patterns,
         limit=int(_take(table, "limit", int, 0, where)),
         origin=origin,
+        identity_space=_take(table, "identity_space", str, "", where),
     )
 
 

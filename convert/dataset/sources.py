@@ -66,7 +66,7 @@ def _identity(spec: SourceSpec, path: Path) -> str | None:
     for pattern in spec.group_patterns:
         m = re.search(pattern, path.stem)
         if m and m.group(1):
-            return f"{spec.name}:{m.group(1)}"
+            return f"{spec.identity_space or spec.name}:{m.group(1)}"
     return None
 
 
