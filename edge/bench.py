@@ -435,7 +435,8 @@ def float_manifest(manifest: Any, search: Sequence[Path]) -> Any:
     from edge.paths import sha256_file
 
     models = {}
-    for name, spec in manifest.models.items():
+    for spec in manifest.pipeline_models:
+        name = spec.name
         wanted = f"{spec.task}_float.tflite"
         candidates = [d / wanted for d in search] + [d / spec.task / wanted for d in search]
         found = next((p for p in candidates if p.is_file()), None)
