@@ -240,6 +240,7 @@ class PiCameraSource(FrameSource):
         self._cam = None
         self._main: np.ndarray | None = None
         self._lores: np.ndarray | None = None
+        self._lores_wide = np.empty((0, 0, 3), np.uint8)
 
     def open(self) -> None:
         self.close()
@@ -279,12 +280,17 @@ class PiCameraSource(FrameSource):
             raise SourceFailure(f"Pi camera capture failed ({_one_line(exc)})") from None
         t = time.monotonic()
         lw, lh = self.lores_size
-        if self._lores is None:
+        stride = lores.shape[1]
+        if self._lores is None or self._lores_wide.shape[1] != stride:
             self._lores = np.empty((lh, lw, 3), np.uint8)
+            self._lores_wide = np.empty((lh, stride, 3), np.uint8)
             self._main = np.empty((main.shape[0], main.shape[1], 3), np.uint8)
-        # the YUV420 array can be wider than lores (row stride padding)
-        cv2.cvtColor(np.ascontiguousarray(lores[:, :lw]), cv2.COLOR_YUV2RGB_I420, dst=self._lores)
-        cv2.cvtColor(main[:, :, :3], cv2.COLOR_BGR2RGB, dst=self._main)
+        # A YUV420 row can be padded to a stride wider than the image; the chroma planes are then
+        # packed at half that stride. Converting the whole stride keeps the planes aligned; the
+        # padding columns are dropped afterwards.
+        cv2.cvtColor(lores, cv2.COLOR_YUV2RGB_I420, dst=self._lores_wide)
+        np.copyto(self._lores, self._lores_wide[:, :lw])
+        cv2.cvtColor(main[:, : self.size[0], :3], cv2.COLOR_BGR2RGB, dst=self._main)
         return Frame(image=self._lores, full=self._main, timestamp=t)
 
     def close(self) -> None:

@@ -179,9 +179,15 @@ class FakeRequest:
             bgr = np.zeros((h, w, 3), np.uint8)
             bgr[..., 2] = 200  # RGB888 in picamera2 is B, G, R in memory: this is red
             return bgr
-        # YUV420 (I420) for a mid grey: Y = 128, U = V = 128; rows padded to a stride of 64
+        # YUV420 (I420) mid grey, rows padded to a stride of 64 bytes; Y rows, then U and V at
+        # half the stride (two chroma rows per array row). Padding is 255: if the planes were
+        # misread, padding would land in the picture as colour.
         stride = (w + 63) // 64 * 64
-        return np.full((h * 3 // 2, stride), 128, np.uint8)
+        yuv = np.full((h * 3 // 2, stride), 255, np.uint8)
+        yuv[:h, :w] = 128
+        chroma = yuv[h:].reshape(h, stride // 2)  # h/2 rows of U, then h/2 rows of V
+        chroma[:, : w // 2] = 128
+        return yuv
 
     def release(self) -> None:
         self.cam.released += 1
@@ -230,6 +236,7 @@ def fake_picamera2(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_pi_camera_gives_lores_for_detection_and_main_for_crops(fake_picamera2) -> None:
+    # 160 px lores rows are padded to a 192-byte stride
     cam_cfg = replace(load_config().camera, width=640, height=480, lores_width=160, lores_height=120)
     src = make_source("auto", cam_cfg)
     assert isinstance(src, PiCameraSource)
