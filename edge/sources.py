@@ -241,6 +241,7 @@ class PiCameraSource(FrameSource):
         self._main: np.ndarray | None = None
         self._lores: np.ndarray | None = None
         self._lores_wide = np.empty((0, 0, 3), np.uint8)
+        self._main_w = width
 
     def open(self) -> None:
         self.close()
@@ -284,13 +285,15 @@ class PiCameraSource(FrameSource):
         if self._lores is None or self._lores_wide.shape[1] != stride:
             self._lores = np.empty((lh, lw, 3), np.uint8)
             self._lores_wide = np.empty((lh, stride, 3), np.uint8)
-            self._main = np.empty((main.shape[0], main.shape[1], 3), np.uint8)
+            # the camera may round the size; never read its row padding
+            self._main_w = min(main.shape[1], self.size[0])
+            self._main = np.empty((main.shape[0], self._main_w, 3), np.uint8)
         # A YUV420 row can be padded to a stride wider than the image; the chroma planes are then
         # packed at half that stride. Converting the whole stride keeps the planes aligned; the
         # padding columns are dropped afterwards.
         cv2.cvtColor(lores, cv2.COLOR_YUV2RGB_I420, dst=self._lores_wide)
         np.copyto(self._lores, self._lores_wide[:, :lw])
-        cv2.cvtColor(main[:, : self.size[0], :3], cv2.COLOR_BGR2RGB, dst=self._main)
+        cv2.cvtColor(main[:, : self._main_w, :3], cv2.COLOR_BGR2RGB, dst=self._main)
         return Frame(image=self._lores, full=self._main, timestamp=t)
 
     def close(self) -> None:
