@@ -135,7 +135,8 @@ venv_step() {
         say "reusing .venv ($("$VENV/bin/python" -V 2>&1))"
         if [ "$ON_PI" -eq 1 ] && ! grep -Eqi '^include-system-site-packages *= *true' "$VENV/pyvenv.cfg"; then
             say ".venv cannot see apt's picamera2/lgpio: switching on --system-site-packages"
-            run "$VENV/bin/python" -m venv --system-site-packages "$VENV"
+            # the only thing --system-site-packages changes in an existing venv is this flag
+            run sed -i -E 's/^(include-system-site-packages *= *).*/\1true/' "$VENV/pyvenv.cfg"
         fi
     else
         command -v "$PYTHON" >/dev/null || die "'$PYTHON' not found: install Python 3.10 or newer (on a Pi: sudo apt-get install python3-venv) or set PYTHON=/path/to/python3"

@@ -121,7 +121,7 @@ def test_dry_run_on_a_pi_uses_apt_system_site_packages_and_no_dev_extras(tmp_pat
     assert "apt-get install -y" in out or "apt packages already installed" in out
     if "apt-get install -y" in out:
         assert "python3-picamera2" in out and "python3-libcamera" in out and "lgpio" in out
-    assert "-m venv --system-site-packages" in out
+    assert "-m venv --system-site-packages" in out  # a new venv that sees apt's picamera2
     assert f"pip install -e {checkout}[pi,convert]" in out
     assert "constraints.txt" not in out  # on the Pi pip resolves for aarch64 itself
 
@@ -250,3 +250,18 @@ def test_pip_runs_only_when_the_requirements_or_extras_change(tmp_path: Path) ->
         f.write("\n# a new requirement would go here\n")
     assert install(checkout).returncode == 0
     assert len(pip_calls()) == 3, "a changed pyproject.toml must reinstall"
+
+
+def test_on_a_pi_an_existing_venv_is_switched_to_system_site_packages(tmp_path: Path) -> None:
+    models = fake_models()
+    checkout = make_checkout(tmp_path, models)
+    write_wheel(checkout / "cache" / WHEEL_NAME, models)
+    _fake_venv(checkout)
+    result = install(checkout, "--models-only", pi_model="Raspberry Pi 4 Model B Rev 1.4")
+    assert result.returncode == 0  # --models-only leaves the venv alone
+    assert "false" in (checkout / ".venv" / "pyvenv.cfg").read_text()
+
+    result = install(checkout, "--dry-run", pi_model="Raspberry Pi 4 Model B Rev 1.4")
+    assert result.returncode == 0, result.stderr
+    assert "cannot see apt's picamera2/lgpio" in result.stdout
+    assert "include-system-site-packages" in result.stdout
