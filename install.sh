@@ -164,16 +164,18 @@ pip_step() {
         if [ "$use_constraints" -eq 1 ]; then cat "$ROOT/constraints.txt"; fi
         "$VENV/bin/python" -V 2>&1 || true
     } | sha256sum | cut -d' ' -f1)"
-    if [ -f "$stamp" ] && [ "$(head -n1 "$stamp")" = "$key" ]; then
+    if [ -f "$stamp" ]; then
         have_extras="$(sed -n 2p "$stamp")"
         for e in ${extras//,/ }; do
             case ",$have_extras," in *",$e,"*) ;; *) missing_extra=1 ;; esac
         done
-        if [ "$missing_extra" -eq 0 ] && "$VENV/bin/python" -c 'import edge' 2>/dev/null; then
+        if [ "$(head -n1 "$stamp")" = "$key" ] && [ "$missing_extra" -eq 0 ] \
+            && "$VENV/bin/python" -c 'import edge' 2>/dev/null; then
             say "python packages already installed (.[${have_extras}])"
             return
         fi
-        # Keep what was installed before, so a later run without --convert still skips.
+        # Keep what was installed before (e.g. --convert), so a later plain run still skips
+        # and a changed pyproject.toml updates the training stack too.
         extras="$(printf '%s\n' ${extras//,/ } ${have_extras//,/ } | sort -u | paste -sd, -)"
     fi
 

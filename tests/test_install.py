@@ -250,6 +250,9 @@ def test_pip_runs_only_when_the_requirements_or_extras_change(tmp_path: Path) ->
         f.write("\n# a new requirement would go here\n")
     assert install(checkout).returncode == 0
     assert len(pip_calls()) == 3, "a changed pyproject.toml must reinstall"
+    assert pip_calls()[-1].startswith(f"-m pip install -e {checkout}[convert,dev,pi]"), (
+        "a reinstall keeps the extras installed before"
+    )
 
 
 def test_on_a_pi_an_existing_venv_is_switched_to_system_site_packages(tmp_path: Path) -> None:
