@@ -103,6 +103,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "events.backups": (_non_negative, "an integer >= 0"),
     "events.save_crops": (lambda v: True, "true or false"),
     "events.crops_dir": (lambda v: v.strip() != "", "a folder path"),
+    "events.max_crops": (_positive, "a positive integer"),
     "preview.enabled": (lambda v: True, "true or false"),
     "preview.mode": (_one_of("auto", "window", "folder"), "\"auto\", \"window\" or \"folder\""),
     "preview.folder": (lambda v: v.strip() != "", "a folder path"),
@@ -176,6 +177,7 @@ class EventsConfig:
     backups: int
     save_crops: bool
     crops_dir: str
+    max_crops: int
 
 
 @dataclass(frozen=True)

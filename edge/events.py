@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,12 +60,15 @@ class EventLog:
         backups: int = 5,
         save_crops: bool = False,
         crops_dir: str | Path = "crops",
+        max_crops: int = 1000,
     ) -> None:
         self.output = output
         self.max_bytes = max_bytes
         self.backups = backups
         self.save_crops = save_crops
         self.crops_dir = Path(crops_dir)
+        self.max_crops = max_crops
+        self._crops: deque[Path] = deque()
         self.count = 0
         self._path: Path | None = None if output == "-" else Path(output)
         self._stream: TextIO | None = None
@@ -74,6 +78,8 @@ class EventLog:
         if save_crops:
             try:
                 self.crops_dir.mkdir(parents=True, exist_ok=True)
+                # names start with a UTC time stamp: name order is age order, across restarts
+                self._crops.extend(sorted(self.crops_dir.glob("*.jpg")))
             except OSError as exc:
                 raise ConfigError(
                     f"events.crops_dir: cannot create {self.crops_dir} ({exc.strerror})"
@@ -132,6 +138,9 @@ class EventLog:
         )
         path = self.crops_dir / f"{stamp}_t{event.track_id}_{event.sub_type or event.class_id}.jpg"
         cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        self._crops.append(path)
+        while len(self._crops) > self.max_crops:
+            self._crops.popleft().unlink(missing_ok=True)
         return path
 
     def flush(self) -> None:

@@ -198,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
         )
         source.open()
         events = EventLog(
-            cfg.events.output, cfg.events.max_bytes, cfg.events.backups, cfg.events.save_crops, cfg.events.crops_dir
+            cfg.events.output, cfg.events.max_bytes, cfg.events.backups, cfg.events.save_crops,
+            cfg.events.crops_dir, cfg.events.max_crops,
         )
         preview = Preview(cfg.preview) if cfg.preview.enabled else None
         pipeline.indicators = indicators

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,17 @@ def test_unwritable_event_file_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "blocker").write_text("a file, not a folder")
     with pytest.raises(ConfigError, match="events.output: cannot write"):
         EventLog(str(tmp_path / "blocker" / "events.jsonl"))
+
+
+def test_saved_crops_are_capped_oldest_first(tmp_path: Path) -> None:
+    crop = np.full((32, 32, 3), 128, np.uint8)
+    crops = tmp_path / "crops"
+    log = EventLog(str(tmp_path / "e.jsonl"), save_crops=True, crops_dir=crops, max_crops=3)
+    paths = [Path(log.write(replace(event(), timestamp=1_790_000_000.0 + i), crop)["crop"]) for i in range(5)]
+    log.close()
+    assert sorted(crops.iterdir()) == paths[2:]
+    # a restart counts the crops already there
+    log = EventLog(str(tmp_path / "e.jsonl"), save_crops=True, crops_dir=crops, max_crops=3)
+    newest = Path(log.write(replace(event(), timestamp=1_790_000_100.0), crop)["crop"])
+    log.close()
+    assert sorted(crops.iterdir()) == [*paths[3:], newest]
