@@ -856,14 +856,15 @@ def run(args: argparse.Namespace) -> int:
         }
     result["ratios"] = ratios(runs)
 
+    text = json.dumps(result, indent=2)
+    if args.json == "-":
+        # stdout is for the machine then: the table would break its JSON
+        print(text)
+        return 0
     print(render(result, args.markdown))
     if args.json:
-        text = json.dumps(result, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            try:
-                Path(args.json).write_text(text + "\n", encoding="utf-8")
-            except OSError as exc:
-                raise MasknetError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+        try:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise MasknetError(f"--json {args.json}: cannot write ({exc.strerror})") from None
     return 0

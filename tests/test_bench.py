@@ -225,3 +225,25 @@ def test_stats_of_known_samples() -> None:
     assert s["p50_ms"] == pytest.approx(50.5) and s["p99_ms"] == pytest.approx(99.01)
     empty = stats([], 0)
     assert empty["count"] == 0 and all(empty[k] is None for k in STAT_FIELDS[:-1])
+
+
+def test_json_to_stdout_is_pure_json(
+    capsys: pytest.CaptureFixture[str], bench_models: Path
+) -> None:
+    rc = main(
+        [
+            "bench",
+            "--models",
+            str(bench_models),
+            "--no-progress",
+            "--frames",
+            "3",
+            "--warmup",
+            "0",
+            "--json",
+            "-",
+        ]
+    )
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frames"] == 3 and result["stages"]["masknet_invoke"]["count"] == 3
