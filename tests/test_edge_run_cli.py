@@ -163,6 +163,14 @@ def test_missing_camera_exits_3(workdir: Path, models: Path) -> None:
     assert_clean_failure(proc, 3, "cannot open webcam 7")
 
 
+def test_auto_source_without_any_camera_exits_3(workdir: Path, models: Path) -> None:
+    if Path("/dev/video0").exists():
+        pytest.skip("this machine has a webcam 0, so auto finds a camera")
+    proc = run(workdir, models, "--source", "auto", "--pins", "mock")
+    assert_clean_failure(proc, 3, "camera.source 'auto': no camera found")
+    assert "pin GPIO" not in proc.stderr  # no output was switched on
+
+
 def test_missing_source_path_is_named(workdir: Path, models: Path) -> None:
     proc = run(workdir, models, "--source", "no/such/folder", "--pins", "mock")
     assert_clean_failure(proc, 3, "'no/such/folder': no such file, folder or camera")
