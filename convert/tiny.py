@@ -107,7 +107,7 @@ def make_tiny_dataset(
 
     Writes ``{train,val,test}/<class>/*.jpg`` (``per_class`` images per split and class),
     ``index.csv`` (half the images "real", half "synthetic"), ``dataset.json`` and
-    ``calibration.txt`` (train paths). Each class is a coloured band at its own height over noise.
+    ``calibration.txt`` (train paths). Each class is a coloured band at its own height over noise tinted with its colour.
     """
     import csv
     import json
@@ -124,7 +124,8 @@ def make_tiny_dataset(
             folder = out_dir / split / c
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                img = rng.integers(60, 200, (size, size, 3)).astype(np.float32)
+                # a class-coloured tint over noise, so even random features tell classes apart
+                img = 0.5 * rng.integers(60, 200, (size, size, 3)) + 0.5 * np.array(colour, np.float32)
                 y0 = int(top * size * rng.uniform(0.9, 1.0)) - size // 4
                 img[max(0, y0) : y0 + size // 4, :] = np.array(colour) * rng.uniform(0.85, 1.15)
                 img = np.clip(img, 0, 255).astype(np.uint8)

@@ -1,0 +1,145 @@
+"""`masknet evaluate`: scoring levels, counts, JSON keys and the confusion PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from convert import evaluate as ev
+from convert.metrics import classification_report
+from edge.classes import MASKNET_CLASSES, SUBTYPES
+from edge.errors import MasknetError
+from edge.manifest import ModelSpec, write_manifest
+
+
+def _folder(root: Path, counts: dict[str, int]) -> Path:
+    rng = np.random.default_rng(0)
+    for cls, n in counts.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            cv2.imwrite(str(root / cls / f"{cls}_{i}.jpg"), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    return root
+
+
+class _ByName:
+    """A stand-in classifier that answers what the file name's `answers` entry says."""
+
+    def __init__(self, spec: ModelSpec, answers: dict[str, str]) -> None:
+        self.spec = spec
+        self.answers = answers
+
+    def predict(self, crop: np.ndarray) -> str:
+        return self.answers[_CURRENT["name"]]
+
+
+_CURRENT: dict[str, str] = {}
+
+
+@pytest.fixture()
+def fake_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A manifest whose 'models' answer per image from a table, so scoring can be checked exactly."""
+    models = tmp_path / "models"
+    models.mkdir()
+    specs = {}
+    for task, classes in (("masknet", MASKNET_CLASSES), ("imasknet", SUBTYPES)):
+        (models / f"{task}_int8.tflite").write_bytes(task.encode())
+        specs[task] = ModelSpec(name=task, path=models / f"{task}_int8.tflite", sha256="", task=task,
+                                classes=classes, input_size=32)
+    write_manifest(models, "cascade", specs)
+    tables: dict[str, dict[str, str]] = {"masknet": {}, "imasknet": {}}
+    monkeypatch.setattr(ev.Classifier, "load", classmethod(lambda cls, spec, n: _ByName(spec, tables[spec.task])))
+    real_read = ev._read_rgb
+
+    def read(path: Path):
+        _CURRENT["name"] = path.name
+        return real_read(path)
+
+    monkeypatch.setattr(ev, "_read_rgb", read)
+    return models, tables
+
+
+def test_cascade_scores_subtypes_only_when_both_stages_are_right(tmp_path: Path, fake_models) -> None:
+    models, tables = fake_models
+    data = _folder(tmp_path / "faces", {"mask": 2, "no_mask": 1, "mask_incorrect": 1, "mask_over_chin": 2})
+    tables["masknet"].update({
+        "mask_0.jpg": "mask", "mask_1.jpg": "no_mask",          # one Mask-net error
+        "no_mask_0.jpg": "no_mask",
+        "mask_incorrect_0.jpg": "mask_incorrect",
+        "mask_over_chin_0.jpg": "mask_incorrect",               # cascade right
+        "mask_over_chin_1.jpg": "mask_incorrect",               # Mask-net right, I-Mask-net wrong
+    })
+    tables["imasknet"].update({name: "mask_over_chin" for name in tables["masknet"]})
+    tables["imasknet"]["mask_over_chin_1.jpg"] = "mask_over_nose_mouth"
+
+    r = ev.evaluate(data, models, progress=False)
+    assert r["n"] == 6
+    assert r["counts"] == {"mask": 2, "mask_incorrect": 1, "mask_over_chin": 2, "no_mask": 1}
+    assert r["masknet.n"] == 6 and r["masknet.accuracy"] == pytest.approx(5 / 6)
+    assert r["masknet.confusion"][0] == [1, 0, 1]  # mask row: one right, one called no_mask
+    assert r["imasknet.n"] == 2 and r["imasknet.accuracy"] == pytest.approx(0.5)
+    # cascade: every image with a 5-class label (not the sub-type-less mask_incorrect photo)
+    assert r["cascade.n"] == 5
+    assert r["cascade.accuracy"] == pytest.approx(3 / 5)
+    assert r["cascade.per_class"]["mask_over_chin"]["recall"] == pytest.approx(0.5)
+    assert r["cascade.per_class"]["mask"]["support"] == 2
+
+
+def test_cli_writes_flat_json_and_png(tmp_path: Path, fake_models, capsys) -> None:
+    import argparse
+
+    models, tables = fake_models
+    data = _folder(tmp_path / "faces", {"mask": 1, "mask_over_mouth_chin": 1})
+    tables["masknet"].update({"mask_0.jpg": "mask", "mask_over_mouth_chin_0.jpg": "mask_incorrect"})
+    tables["imasknet"].update({"mask_0.jpg": "mask_over_chin", "mask_over_mouth_chin_0.jpg": "mask_over_mouth_chin"})
+    parser = argparse.ArgumentParser()
+    ev.add_arguments(parser)
+    out_json, out_png = tmp_path / "r.json", tmp_path / "cm.png"
+    args = parser.parse_args([str(data), "--models", str(models), "--json", str(out_json), "--confusion-png", str(out_png)])
+    assert ev.run(args) == 0
+    printed = capsys.readouterr().out
+    assert "Mask-net" in printed and "balanced accuracy" in printed
+    result = json.loads(out_json.read_text())
+    for level in ("masknet", "imasknet", "cascade"):
+        for key in ("accuracy", "balanced_accuracy", "per_class", "confusion"):
+            assert f"{level}.{key}" in result
+    assert result["n"] == 2 and result["cascade.accuracy"] == 1.0
+    png = cv2.imread(str(out_png))
+    assert png is not None and png.shape[1] > png.shape[0]
+
+
+def test_unknown_class_folder_is_refused(tmp_path: Path, fake_models) -> None:
+    models, _ = fake_models
+    data = _folder(tmp_path / "faces", {"mask": 1})
+    (data / "masked").mkdir()
+    with pytest.raises(MasknetError, match="masked: unknown class folder"):
+        ev.evaluate(data, models, progress=False)
+
+
+def test_report_metrics_by_hand() -> None:
+    y_true = np.array([0, 0, 0, 1, 2, 2])
+    y_pred = np.array([0, 0, 1, 1, 2, 0])
+    rep = classification_report(y_true, y_pred, 3, ["a", "b", "c"])
+    assert rep["accuracy"] == pytest.approx(4 / 6)
+    assert rep["balanced_accuracy"] == pytest.approx((2 / 3 + 1 + 1 / 2) / 3)
+    assert rep["per_class"]["a"]["precision"] == pytest.approx(2 / 3)
+    assert rep["per_class"]["b"]["f1"] == pytest.approx(2 * 0.5 * 1 / 1.5)
+    assert rep["confusion"] == [[2, 1, 0], [0, 1, 0], [1, 0, 1]]
+
+
+@pytest.mark.convert
+@pytest.mark.slow
+def test_evaluate_runs_tiny_litert_models(tmp_path: Path) -> None:
+    pytest.importorskip("tensorflow")
+    from convert.tiny import build_tiny_models
+
+    build_tiny_models(tmp_path / "models", input_size=32)
+    data = _folder(tmp_path / "faces", {"mask": 3, "no_mask": 2, "mask_over_nose_mouth": 4})
+    r = ev.evaluate(data, tmp_path / "models", progress=False)
+    assert r["n"] == 9
+    assert r["masknet.n"] == 9 and r["imasknet.n"] == 4 and r["cascade.n"] == 9
+    assert sum(map(sum, r["masknet.confusion"])) == 9
+    assert sum(map(sum, r["cascade.confusion"])) == 9

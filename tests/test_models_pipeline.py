@@ -1,0 +1,142 @@
+"""Train -> quantize -> evaluate on a tiny backbone and a generated data set (no ../shared)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convert.model import load_config
+from edge.errors import ConfigError
+
+pytestmark = pytest.mark.convert
+
+TINY_CONFIG = """
+task = "{task}"
+[model]
+weights = "none"
+alpha = 0.35
+input_size = 48
+trainable_layers = 23
+head = "{head}"
+dropout = 0.2
+dense_units = 32
+[train]
+epochs = 4
+batch_size = 4
+learning_rate = 1e-3
+cache_at = "block_12_add"
+[augment]
+views = 2
+"""
+
+
+def _config(tmp_path: Path, task: str = "masknet", head: str = "dense") -> Path:
+    path = tmp_path / f"{task}.toml"
+    path.write_text(TINY_CONFIG.format(task=task, head=head))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    pytest.importorskip("tensorflow")
+    from convert.quantize import quantize_run
+    from convert.tiny import make_tiny_dataset
+    from convert.train import train
+
+    root = tmp_path_factory.mktemp("pipeline")
+    data = make_tiny_dataset(root / "data", per_class=6, size=48)
+    runs = root / "runs"
+    for task, head in (("masknet", "dense"), ("imasknet", "dropout")):
+        cfg = load_config(_config(root, task, head))
+        train(cfg, data, runs / task, runs / "cache", log=lambda _msg: None)
+        quantize_run(runs / task, data, data / "calibration.txt", log=lambda _msg: None)
+    return {"data": data, "runs": runs}
+
+
+@pytest.mark.slow
+def test_training_writes_a_resumable_run(trained: dict[str, Path]) -> None:
+    run = trained["runs"] / "masknet"
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 4 and len(state["history"]) == 4
+    assert all(np.isfinite(h["train_loss"]) for h in state["history"])
+    for name in ("best.weights.h5", "last.weights.h5", "last.optimizer.npz", "model.keras", "summary.json"):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["classes"] == ["mask", "mask_incorrect", "no_mask"]
+    # both tasks were served by one activation cache (same cut, same images)
+    assert len(list((trained["runs"] / "cache").iterdir())) == 1
+
+
+@pytest.mark.slow
+def test_resume_continues_from_the_last_epoch(trained: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from convert.train import train
+
+    run = tmp_path / "masknet"
+    shutil.copytree(trained["runs"] / "masknet", run)
+    cfg = load_config(_config(tmp_path), {"train.epochs": 5})
+    lines: list[str] = []
+    train(cfg, trained["data"], run, trained["runs"] / "cache", log=lines.append)
+    assert any("resuming after epoch 4" in line for line in lines)
+    assert json.loads((run / "state.json").read_text())["epoch"] == 5
+
+
+@pytest.mark.slow
+def test_int8_model_takes_uint8_and_agrees_with_float(trained: dict[str, Path]) -> None:
+    import keras
+
+    from convert.train import model_input
+    from edge.litert import TFLiteModel
+
+    run = trained["runs"] / "masknet"
+    lite = TFLiteModel(run / "masknet_int8.tflite")
+    assert lite.input_dtype == np.uint8 and lite.input_shape == (1, 48, 48, 3)
+    assert lite.input_quant == (1.0, 0)  # raw pixels go straight in
+    model = keras.models.load_model(run / "model.keras", compile=False)
+    images = sorted((trained["data"] / "test").glob("*/*.jpg"))
+    x = np.stack([model_input(p, 48, None, None) for p in images])
+    float_pred = np.asarray(model(x.astype(np.float32), training=False)).argmax(1)
+    int8_pred = np.array([lite.run(img)[0][0].argmax() for img in x])
+    assert (float_pred == int8_pred).mean() >= 0.8
+    # the float model must not be constant, or agreement would prove nothing
+    assert len(set(float_pred.tolist())) > 1
+
+
+@pytest.mark.slow
+def test_evaluate_counts_on_the_trained_cascade(trained: dict[str, Path], tmp_path: Path) -> None:
+    from convert.evaluate import evaluate
+    from convert.export import stage
+
+    stage(trained["runs"], ["masknet", "imasknet"], "int8", tmp_path / "models")
+    r = evaluate(trained["data"] / "test", tmp_path / "models", progress=False)
+    assert r["n"] == 36  # 6 per class x 6 class folders
+    assert r["masknet.n"] == 36 and r["imasknet.n"] == 18 and r["cascade.n"] == 30
+    assert sum(r["counts"].values()) == 36
+    assert 0.0 <= r["cascade.accuracy"] <= 1.0
+
+
+def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('task = "masknet"\n[model]\ninput_sise = 160\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml: unknown key\(s\) in \[model\]: input_sise"):
+        load_config(bad)
+    bad.write_text('task = "maskenet"\n')
+    with pytest.raises(ConfigError, match="task must be one of"):
+        load_config(bad)
+    cfg = load_config(_config(tmp_path), {"model.weights": "no/such/weights.h5"})
+    with pytest.raises(ConfigError, match="weights.h5.*not found"):
+        cfg.weights_path()
+
+
+def test_shipped_configs_follow_the_paper() -> None:
+    root = Path(__file__).resolve().parent.parent / "convert" / "configs"
+    m = load_config(root / "masknet.toml")
+    i = load_config(root / "imasknet.toml")
+    assert (m.model.head, m.model.dense_units, m.model.dropout, m.model.trainable_layers) == ("dense", 512, 0.2, 23)
+    assert (i.model.head, i.model.dropout, i.model.trainable_layers) == ("dropout", 0.6, 34)
+    assert load_config(root / "fiveclass.toml").classes == (
+        "mask", "no_mask", "mask_over_chin", "mask_over_mouth_chin", "mask_over_nose_mouth")
