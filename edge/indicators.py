@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,9 +126,15 @@ class Indicators:
         owner: dict[int, str] = {}
         for role, key, pin, cls in wanted:
             try:
-                self._devices[role] = cls(
-                    pin, active_high=config.active_high, initial_value=False, pin_factory=pin_factory
-                )
+                # gpiozero warns once per GPIO library it tries and lacks; the outcome is reported
+                # here in one line instead
+                with warnings.catch_warnings(record=True) as tried:
+                    warnings.simplefilter("always")
+                    self._devices[role] = cls(
+                        pin, active_high=config.active_high, initial_value=False, pin_factory=pin_factory
+                    )
+                for w in tried:
+                    log.debug("gpiozero: %s", w.message)
             except GPIOPinInUse:
                 other = f" by {owner[pin]}" if pin in owner else " by another program"
                 raise HardwareError(

@@ -283,3 +283,13 @@ def test_headless_preview_writes_latest_jpeg(workdir: Path, models: Path) -> Non
     image = cv2.imread(str(workdir / "preview" / "latest.jpg"))
     assert image is not None and image.shape == (512, 512, 3)
     assert sorted(p.name for p in (workdir / "preview").iterdir()) == ["latest.jpg"]
+
+
+def test_real_pins_off_a_pi_are_one_line(tmp_path: Path) -> None:
+    from edge.indicators import is_raspberry_pi
+
+    if is_raspberry_pi():
+        pytest.skip("on a Raspberry Pi real pins work")
+    proc = masknet("run", "--test-outputs", "--pins", "gpio", cwd=tmp_path)
+    assert_clean_failure(proc, 2, "no GPIO library found", "--pins mock")
+    assert "Warning" not in proc.stderr
