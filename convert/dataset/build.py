@@ -356,6 +356,7 @@ class Builder:
             "counts": counts,
             "images": len(rows),
             "groups": len(set(groups.values())),
+            "largest_groups": [{"group": g, "images": n} for g, n in Counter(r["group"] for r in rows).most_common(5)],
             "base_faces": len(self.bases),
             "report": self.report.as_dict(),
             "recipe": {"path": str(recipe.path) if recipe.path else None, "name": recipe.name, "settings": recipe.raw},
