@@ -34,7 +34,7 @@ def read_rows(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def assert_identity_disjoint(rows: list[dict[str, str]], out: Path | None = None, max_distance: int = 6) -> None:
+def assert_identity_disjoint(rows: list[dict[str, str]], out: Path | None = None, max_distance: int = 4) -> None:
     """No group, base face or near-duplicate real crop in two splits."""
     for key in ("group", "base"):
         splits = defaultdict(set)
@@ -51,8 +51,8 @@ def assert_identity_disjoint(rows: list[dict[str, str]], out: Path | None = None
         h, m = phash_pair(img)
         hashes.append(h)
         mirrors.append(m)
-    # the build merges at distance 8 on the crops before JPEG; re-decoded crops can drift a bit
-    # or two, so a cross-split pair is looked for a little tighter than that
+    # the build merges at distance 6 on the crops before JPEG; re-decoded crops drift a bit or
+    # two, so a cross-split pair is looked for a little tighter than that
     for i, j in near_duplicate_pairs(hashes, mirrors, max_distance):
         assert real[i]["split"] == real[j]["split"], (real[i]["path"], real[j]["path"])
 

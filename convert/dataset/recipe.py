@@ -66,7 +66,7 @@ class Recipe:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     detector_score: float = 0.5
     pad: float = 0.4  # pad every photo by this fraction of its size before detecting
-    phash_distance: int = 8  # 64-bit pHash Hamming distance that counts as a near duplicate
+    phash_distance: int = 6  # 64-bit pHash Hamming distance that counts as a near duplicate
     templates: Path | None = None  # mask_templates folder (templates/, textures/, masks.cfg)
     recolour_styles: tuple[str, ...] = RECOLOUR_STYLES
     synth_templates: tuple[str, ...] = ()  # masks.cfg sections to use (empty: all usable ones)
@@ -233,7 +233,7 @@ def parse_recipe(data: dict[str, Any], path: Path | None = None, root: Path | No
         split=(float(fractions[0]), float(fractions[1]), float(fractions[2])),
         detector_score=float(_take(det, "min_score", (int, float), 0.5, f"{where} [detector]")),
         pad=float(_take(det, "pad", (int, float), 0.4, f"{where} [detector]")),
-        phash_distance=int(_take(split, "phash_distance", int, 8, f"{where} [split]")),
+        phash_distance=int(_take(split, "phash_distance", int, 6, f"{where} [split]")),
         templates=_expand(templates_text, data_root) if templates_text else None,
         recolour_styles=_str_list(rec, "styles", f"{where} [recolour]", RECOLOUR_STYLES) or RECOLOUR_STYLES,
         synth_templates=_str_list(synth, "use", f"{where} [synthetic]"),
