@@ -89,11 +89,17 @@ def stable_seed(seed: int, text: str) -> int:
 
 
 def code_version() -> str:
+    """`git describe` of the checkout, "-dirty" only when code that shapes the images (the
+    dataset package, recipes, edge's crop / detector / landmarks) has uncommitted changes."""
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
     try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--tags"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-        )
-        return out.stdout.strip() or "unknown"
+        version = git("describe", "--always", "--tags") or "unknown"
+        if git("status", "--porcelain", "--", "convert/dataset", "convert/recipes", "edge"):
+            version += "-dirty"
+        return version
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
