@@ -137,6 +137,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model config for --latency-sweep")
     p.add_argument("--latency-json", type=Path, default=Path("runs/latency.json"),
                    help="where --latency-sweep writes / export reads the sweep")
+    p.add_argument("--compare-runs", type=Path, nargs="*", default=[], metavar="RUNS",
+                   help="other runs folders (e.g. other input sizes) whose validation results the report lists")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -342,5 +344,20 @@ def render_report(
         L.append("|---:|---:|" + "---:|" * len(keys))
         for size, e in sweep["sizes"].items():
             L.append(f"| {size} | {e['int8_bytes'] / 1e6:.2f} | " + " | ".join(f"{e[k]['median_ms']:.2f}" for k in keys) + " |")
+        L.append("")
+    compare = [r for r in [runs, *args.compare_runs] if r.is_dir()]
+    if len(compare) > 1:
+        L.append("## Input size: validation results of the same config at each size")
+        L.append("")
+        L.append("| runs | model | input | best epoch | val loss | val acc | val bal. acc | val real acc |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|")
+        for r in compare:
+            for task in TASKS:
+                f = r / task / "summary.json"
+                if f.is_file():
+                    s = json.loads(f.read_text())
+                    v = s["val"]
+                    L.append(f"| {r} | {task} | {s['input_size']} | {s['best_epoch']} | {v['val_loss']:.4f} | {v['val_accuracy']:.4f} "
+                             f"| {v['val_balanced_accuracy']:.4f} | {v['val_real_accuracy']:.4f} |")
         L.append("")
     return "\n".join(L) + "\n"
