@@ -7,9 +7,12 @@ cut at the door must not lose the ones already reported. Face crops are not save
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,6 +23,8 @@ import numpy as np
 
 from edge.classes import MASK
 from edge.errors import ConfigError
+
+log = logging.getLogger("edge.events")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class EventLog:
         self.max_crops = max_crops
         self._crops: deque[Path] = deque()
         self.count = 0
+        self.dropped = 0
+        self._last_warning = -float("inf")
         self._path: Path | None = None if output == "-" else Path(output)
         self._stream: TextIO | None = None
         self._size = 0
@@ -116,19 +123,37 @@ class EventLog:
         if self.save_crops and crop is not None and event.class_id != MASK:
             record["crop"] = str(self._save_crop(event, crop))
         line = json.dumps(record, separators=(",", ":")) + "\n"
+        try:
+            self._write_line(line)
+        except (OSError, ConfigError) as exc:
+            # a full SD card must not stop the lights: count the loss, say so now and then
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._last_warning >= 60.0:
+                self._last_warning = now
+                log.warning("event log %s: cannot write (%s); %d event(s) lost so far", self.output, exc, self.dropped)
+            if self._stream is not None:
+                with contextlib.suppress(OSError):
+                    self._stream.close()
+                self._stream = None  # reopened on the next event
+            return record
+        self.count += 1
+        return record
+
+    def _write_line(self, line: str) -> None:
         if self._path is None:
             sys.stdout.write(line)
             sys.stdout.flush()
-        else:
-            assert self._stream is not None
-            n = len(line.encode("utf-8"))
-            if self._size > 0 and self._size + n > self.max_bytes:
-                self._rotate()
-            self._stream.write(line)
-            self._stream.flush()
-            self._size += n
-        self.count += 1
-        return record
+            return
+        if self._stream is None:
+            self._open()
+        assert self._stream is not None
+        n = len(line.encode("utf-8"))
+        if self._size > 0 and self._size + n > self.max_bytes:
+            self._rotate()
+        self._stream.write(line)
+        self._stream.flush()
+        self._size += n
 
     def _save_crop(self, event: Event, crop: np.ndarray) -> Path:
         import cv2

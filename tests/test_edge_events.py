@@ -118,3 +118,15 @@ def test_saved_crops_are_capped_oldest_first(tmp_path: Path) -> None:
     newest = Path(log.write(replace(event(), timestamp=1_790_000_100.0), crop)["crop"])
     log.close()
     assert sorted(crops.iterdir()) == [*paths[3:], newest]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to simulate a full disk")
+def test_a_full_disk_loses_events_with_a_warning_but_does_not_stop_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    log = EventLog("/dev/full")
+    with caplog.at_level("WARNING", logger="edge.events"):
+        log.write(event())
+        log.write(event(track_id=2))
+    assert log.dropped == 2 and log.count == 0
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1  # rate-limited
+    assert "event log /dev/full: cannot write" in warnings[0]
