@@ -140,3 +140,30 @@ def test_shipped_configs_follow_the_paper() -> None:
     assert (i.model.head, i.model.dropout, i.model.trainable_layers) == ("dropout", 0.6, 34)
     assert load_config(root / "fiveclass.toml").classes == (
         "mask", "no_mask", "mask_over_chin", "mask_over_mouth_chin", "mask_over_nose_mouth")
+
+
+@pytest.mark.slow
+def test_export_ships_the_cascade_with_manifest_and_report(trained: dict[str, Path], tmp_path: Path) -> None:
+    import argparse
+
+    from convert import export
+    from edge.manifest import load_manifest
+
+    parser = argparse.ArgumentParser()
+    export.add_arguments(parser)
+    out = tmp_path / "models"
+    args = parser.parse_args(["--runs", str(trained["runs"]), "--data", str(trained["data"]), "--out", str(out),
+                              "--latency-runs", "3", "--threads", "1",
+                              "--latency-json", str(tmp_path / "no_sweep.json")])
+    assert export.run(args) == 0
+    m = load_manifest(out)
+    assert m.pipeline == "cascade" and set(m.models) == {"masknet", "imasknet"}
+    spec = m.models["masknet"]
+    assert spec.input_dtype == "uint8" and spec.input_size == 48 and spec.trainable_layers == 23
+    assert spec.dataset_sha256 and spec.calibration_sha256
+    for kind in ("float", "int8"):
+        assert spec.metrics[kind]["test"]["n"] == 36
+        assert spec.metrics[kind]["test_real"]["n"] == 18  # half the generated images are "real"
+    report = (out / "REPORT.md").read_text()
+    for heading in ("Float vs int8", "Real photos only", "Cascade vs single 5-class", "Latency"):
+        assert heading in report
