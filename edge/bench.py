@@ -120,7 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--float-models",
         action="append",
         metavar="DIR",
-        help="where to look for <task>_float.tflite (default: the models folder, then runs/<task>/)",
+        help="where to look for <task>_float.tflite (default: the models folder, then "
+        "runs/export/float/, then runs/<task>/)",
     )
     parser.add_argument(
         "--markdown", action="store_true", help="print Markdown tables for pasting into an issue"
@@ -444,7 +445,7 @@ def float_manifest(manifest: Any, search: Sequence[Path]) -> Any:
             looked = ", ".join(str(d) for d in search)
             raise ModelError(
                 f"--compare-float: no {wanted} in {looked}; `masknet quantize RUN_DIR` writes it next to "
-                "the int8 model (runs/<task>/), or pass --float-models DIR"
+                "the int8 model (runs/<task>/) and `masknet export` stages it in runs/export/float/; or pass --float-models DIR"
             )
         models[name] = dataclasses.replace(
             spec,
@@ -799,10 +800,16 @@ def run(args: argparse.Namespace) -> int:
     for manifest in manifests:
         variants = [("int8", manifest)]
         if args.compare_float:
+            # masknet export stages the float twins of the shipped files in runs/export/float/;
+            # masknet quantize leaves them in runs/<task>/
             search = (
                 [Path(d).expanduser() for d in args.float_models]
                 if args.float_models
-                else [manifest.path.parent, repo_root() / "runs"]
+                else [
+                    manifest.path.parent,
+                    repo_root() / "runs" / "export" / "float",
+                    repo_root() / "runs",
+                ]
             )
             variants.append(("float", float_manifest(manifest, search)))
         for n in threads:
