@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_edge_helpers import (
+    REPO,
     SHARED_DATA,
     astronaut,
     blank,
@@ -124,6 +125,22 @@ def test_synthetic_masks_on_a_real_face_give_the_expected_verdicts_and_lights(tm
     assert got == expected
 
 
+def _held_out_photos() -> set[str] | None:
+    """Photos (paths under ../shared/data) of the built data set's test split, if it was built here.
+
+    Scoring photos the models were trained on would flatter them; with the build's index the
+    sample is held out. Without it (a clone that never built the data set) all photos are used.
+    """
+    import csv
+
+    index = REPO / "data" / "build" / "index.csv"
+    if not index.is_file():
+        return None
+    with index.open(newline="") as f:
+        return {row["base"].split("#")[0] for row in csv.DictReader(f)
+                if row["split"] == "test" and row["origin"] == "real"}
+
+
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_run_on_shared_data_scored_against_class_folders(tmp_path: Path) -> None:
@@ -139,6 +156,7 @@ def test_run_on_shared_data_scored_against_class_folders(tmp_path: Path) -> None
         NO_MASK: SHARED_DATA / "real" / "no_mask",
         MASK_INCORRECT: SHARED_DATA / "real" / "mask_incorrect",
     }
+    held_out = _held_out_photos()
     rng = np.random.default_rng(0)
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -147,6 +165,8 @@ def test_run_on_shared_data_scored_against_class_folders(tmp_path: Path) -> None
     n = 0
     for label, folder in folders.items():
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if held_out is not None:
+            files = [p for p in files if p.relative_to(SHARED_DATA).as_posix() in held_out]
         for path in rng.choice(files, size=min(per_class, len(files)), replace=False):
             image = cv2.imread(str(path))
             if image is None:
@@ -171,7 +191,8 @@ def test_run_on_shared_data_scored_against_class_folders(tmp_path: Path) -> None
         frames_of = [f for f, t in truth.items() if t == label and f in scored]
         recall[label] = sum(scored[f] == label for f in frames_of) / max(1, len(frames_of))
     found = len(scored) / len(truth)
-    print(f"\nshared data: {len(truth)} photos, {found:.0%} with one face found; recall {recall}")
-    assert found > 0.5
-    assert min(recall.values()) > 0.5, recall
-    assert sum(recall.values()) / len(recall) > 0.7, recall
+    sample = "test split of data/build" if held_out is not None else "all photos (no data/build/index.csv)"
+    print(f"\nshared data ({sample}): {len(truth)} photos, {found:.0%} with one face found; recall {recall}")
+    assert found > 0.6
+    assert min(recall.values()) > 0.7, recall
+    assert sum(recall.values()) / len(recall) > 0.85, recall
