@@ -226,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------
 def _fmt(x: float | None) -> str:
-    return "–" if x is None else f"{x:.4f}"
+    return "–" if x is None or x != x else f"{x:.4f}"  # x != x: NaN (no real photos in that split)
 
 
 def render_report(
@@ -256,7 +256,7 @@ def render_report(
         s = json.loads((runs / task / "summary.json").read_text())
         v = s["val"]
         L.append(f"| {task} | {s['input_size']} | {s['trainable_layers']} | {s['train_counts']} | {s['best_epoch']} / {s['epochs_run']} "
-                 f"| {v['val_loss']:.4f} | {v['val_accuracy']:.4f} | {v['val_balanced_accuracy']:.4f} | {v['val_real_accuracy']:.4f} |")
+                 f"| {v['val_loss']:.4f} | {v['val_accuracy']:.4f} | {v['val_balanced_accuracy']:.4f} | {_fmt(v['val_real_accuracy'])} |")
     L.append("")
     L.append(f"Reproduce: `masknet train convert/configs/<task>.toml --data {data} --runs {runs}` then "
              f"`masknet quantize {runs}/<task> --data {data} --calibration calibration/calibration.txt`; per-epoch logs in "
@@ -358,6 +358,6 @@ def render_report(
                     s = json.loads(f.read_text())
                     v = s["val"]
                     L.append(f"| {r} | {task} | {s['input_size']} | {s['best_epoch']} | {v['val_loss']:.4f} | {v['val_accuracy']:.4f} "
-                             f"| {v['val_balanced_accuracy']:.4f} | {v['val_real_accuracy']:.4f} |")
+                             f"| {v['val_balanced_accuracy']:.4f} | {_fmt(v['val_real_accuracy'])} |")
         L.append("")
     return "\n".join(L) + "\n"

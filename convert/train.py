@@ -99,6 +99,19 @@ def dataset_id(data_dir: Path, samples: list[Sample]) -> str:
     return h.hexdigest()
 
 
+def content_id(samples: list[Sample]) -> str:
+    """sha256 over every image's split, label, origin and bytes.
+
+    The activation cache is keyed by this rather than by dataset.json, so a rebuilt data set with
+    the same images (new timestamps or code version in dataset.json) reuses its cache.
+    """
+    h = hashlib.sha256()
+    for s in samples:
+        h.update(f"{s.split}/{s.label}/{s.origin}/{s.path.name}\n".encode())
+        h.update(hashlib.sha256(s.path.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def task_label(task: str, label: str) -> str | None:
     """The class a data-set folder counts as for a task, or None when the task cannot use it."""
     if task == "masknet":
@@ -339,7 +352,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
         first = [s for s in samples if s.split == "train"][:: max(1, len(samples) // 64)][:64]
         calibrate_batchnorm(built, np.stack([model_input(s.path, cfg.model.input_size, None, None) for s in first]).astype(np.float32))
     sm = split_model(built, cfg.train.cache_at)
-    key = cache_key(cfg, sm.cut, data_id)
+    key = cache_key(cfg, sm.cut, content_id(samples))
     log(
         f"[{cfg.task}] input {cfg.model.input_size}px, {cfg.model.trainable_layers} trainable backbone layers "
         f"(from {built.trainable[0] if built.trainable else '-'}), cache at {sm.cut} {sm.feature_shape}, "
