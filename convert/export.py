@@ -349,15 +349,18 @@ def render_report(
     if len(compare) > 1:
         L.append("## Input size: validation results of the same config at each size")
         L.append("")
-        L.append("| runs | model | input | best epoch | val loss | val acc | val bal. acc | val real acc |")
-        L.append("|---|---|---:|---:|---:|---:|---:|---:|")
+        L.append("Runs on different builds of the data set (dataset.json hash) are not comparable with each other, only "
+                 "within one build.")
+        L.append("")
+        L.append("| runs | data set | model | input | best epoch | val loss | val acc | val bal. acc | val real acc |")
+        L.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
         for r in compare:
             for task in TASKS:
                 f = r / task / "summary.json"
                 if f.is_file():
                     s = json.loads(f.read_text())
                     v = s["val"]
-                    L.append(f"| {r} | {task} | {s['input_size']} | {s['best_epoch']} | {v['val_loss']:.4f} | {v['val_accuracy']:.4f} "
+                    L.append(f"| {r} | {s['dataset_sha256'][:12]} | {task} | {s['input_size']} | {s['best_epoch']} | {v['val_loss']:.4f} | {v['val_accuracy']:.4f} "
                              f"| {v['val_balanced_accuracy']:.4f} | {_fmt(v['val_real_accuracy'])} |")
         L.append("")
     return "\n".join(L) + "\n"
