@@ -84,7 +84,7 @@ def save_confusion_png(path: Path, panels: Sequence[tuple[str, dict[str, Any]]])
     """One confusion-matrix panel per report, side by side, row-normalised shading with counts."""
     import cv2
 
-    cell, pad, label_w, top = 70, 20, 190, 150
+    cell, pad, label_w, top = 70, 20, 190, 240
     images = []
     for title, rep in panels:
         cm = np.asarray(rep["confusion"], np.int64)
@@ -97,7 +97,7 @@ def save_confusion_png(path: Path, panels: Sequence[tuple[str, dict[str, Any]]])
         for j, name in enumerate(rep["classes"][:cols_n]):
             # column labels written upwards so long class ids fit
             label = np.full((cell, top - 70, 3), 255, np.uint8)
-            cv2.putText(label, name[:14], (2, cell // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(label, name[:22], (2, cell // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
             rot = cv2.rotate(label, cv2.ROTATE_90_COUNTERCLOCKWISE)
             x0 = label_w + j * cell
             img[65 : 65 + rot.shape[0], x0 : x0 + cell] = rot[:, :cell]
