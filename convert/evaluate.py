@@ -12,7 +12,9 @@ Scoring levels (JSON keys are flat: ``masknet.accuracy`` ...):
 - ``cascade.*``: images with a 5-class label (mask, no_mask, sub-types): the door's final verdict,
   i.e. Mask-net's answer, replaced by I-Mask-net's sub-type when Mask-net says mask_incorrect.
   A sub-type image is right only if Mask-net says mask_incorrect AND I-Mask-net names the sub-type.
-- ``fiveclass.*``: the same images through the single 5-class model, when the manifest has one.
+- ``fiveclass.*``: the same images through the single 5-class model, when the manifest has one;
+  ``fiveclass_as_masknet.*``: its answers mapped to the Mask-net classes, over every image (the
+  5-class level cannot score sub-type-less mask_incorrect photos; this level can).
 """
 
 from __future__ import annotations
@@ -194,6 +196,10 @@ def evaluate(
             FIVE_CLASSES, FIVE_CLASSES)
     if "fiveclass" in nets:
         put("fiveclass", [r["label"] for r in five], [r["fiveclass"] for r in five], FIVE_CLASSES, FIVE_CLASSES)
+        # the 5-class level leaves out mask_incorrect photos without a sub-type (real ones, mostly);
+        # at the Mask-net level every image counts, so both pipelines answer the same question
+        put("fiveclass_as_masknet", [masknet_label(r["label"]) for r in rows],
+            [masknet_label(r["fiveclass"]) for r in rows], MASKNET_CLASSES, MASKNET_CLASSES)
     return result
 
 
@@ -210,6 +216,7 @@ TITLES = {
     "imasknet": "I-Mask-net (sub-type images only)",
     "cascade": "Cascade, final verdict (5 classes)",
     "fiveclass": "Single 5-class model",
+    "fiveclass_as_masknet": "Single 5-class model at the Mask-net level (sub-types count as mask_incorrect; all images)",
 }
 
 
