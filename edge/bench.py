@@ -120,8 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--float-models",
         action="append",
         metavar="DIR",
-        help="where to look for <task>_float.tflite (default: the models folder, then "
-        "runs/export/float/, then runs/<task>/)",
+        help="where to look for <task>_float.tflite (default: the export staging folder "
+        "runs/**/export/float/ whose int8 twin matches the shipped sha256, then models/, runs/<task>/)",
     )
     parser.add_argument(
         "--markdown", action="store_true", help="print Markdown tables for pasting into an issue"
@@ -428,6 +428,23 @@ def _model_entry(
     if input_size is not None:
         entry["input_size"] = input_size
     return entry
+
+
+def float_search_dirs(manifest: Any, runs: Path) -> list[Path]:
+    """Where the float twins of the manifest's models may be, most trustworthy first.
+
+    ``masknet export --runs R`` stages the shipped int8 files in ``R/export/int8/`` and their float
+    versions in ``R/export/float/``: a staging folder whose int8 Mask-net has the shipped sha256
+    holds exactly the twins. Then the models folder itself, and ``masknet quantize``'s run folders.
+    """
+    from edge.paths import sha256_file
+
+    first = manifest.pipeline_models[0]
+    twins = []
+    for int8 in sorted(runs.glob(f"**/export/int8/{first.path.name}")):
+        if sha256_file(int8) == first.sha256:
+            twins.append(int8.parent.parent / "float")
+    return [*twins, manifest.path.parent, runs / "export" / "float", runs]
 
 
 def float_manifest(manifest: Any, search: Sequence[Path]) -> Any:
@@ -800,16 +817,10 @@ def run(args: argparse.Namespace) -> int:
     for manifest in manifests:
         variants = [("int8", manifest)]
         if args.compare_float:
-            # masknet export stages the float twins of the shipped files in runs/export/float/;
-            # masknet quantize leaves them in runs/<task>/
             search = (
                 [Path(d).expanduser() for d in args.float_models]
                 if args.float_models
-                else [
-                    manifest.path.parent,
-                    repo_root() / "runs" / "export" / "float",
-                    repo_root() / "runs",
-                ]
+                else float_search_dirs(manifest, repo_root() / "runs")
             )
             variants.append(("float", float_manifest(manifest, search)))
         for n in threads:

@@ -247,3 +247,23 @@ def test_json_to_stdout_is_pure_json(
     assert rc == 0
     result = json.loads(capsys.readouterr().out)
     assert result["frames"] == 3 and result["stages"]["masknet_invoke"]["count"] == 3
+
+
+def test_float_twins_are_found_by_the_shipped_sha256(tmp_path: Path, bench_models: Path) -> None:
+    import shutil
+
+    from edge.bench import float_search_dirs
+    from edge.manifest import load_manifest
+
+    manifest = load_manifest(bench_models)
+    first = manifest.pipeline_models[0]
+    for run, data in (("old", b"an older export"), ("final", first.path.read_bytes())):
+        staged = tmp_path / run / "export" / "int8"
+        staged.mkdir(parents=True)
+        (staged / first.path.name).write_bytes(data)
+    dirs = float_search_dirs(manifest, tmp_path)
+    assert dirs[0] == tmp_path / "final" / "export" / "float"
+    assert tmp_path / "old" / "export" / "float" not in dirs
+    assert manifest.path.parent in dirs
+    shutil.rmtree(tmp_path / "final")
+    assert float_search_dirs(manifest, tmp_path)[0] == manifest.path.parent
