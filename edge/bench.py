@@ -746,7 +746,8 @@ def render(result: dict[str, Any], markdown: bool) -> str:
         f"- models: {models}",
         f"- input: {h['input']}; {result['frames']} frames timed after {h['warmup']} warm-up frames; "
         f"{h['cascade']}",
-        f"- faces detected per frame: {result['faces_detected_mean']:.2f}; peak RSS {result['rss_peak_mb']:.1f} MB",
+        f"- faces detected per frame: {result['faces_detected_mean']:.2f}; peak RSS {result['rss_peak_mb']:.1f} MB "
+        f"(this process, all runs{'' if len(result['runs']) == 1 else '; per run in the JSON'})",
         "",
     ]
     for r in result["runs"]:

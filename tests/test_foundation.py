@@ -201,3 +201,23 @@ def test_ruff_is_clean() -> None:
         env={**os.environ, "NO_COLOR": "1"},
     )
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_readme_links_point_at_files_in_the_repository() -> None:
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README)
+    local = [link for link in links if "://" not in link]
+    assert {"docs/configuration.md", "docs/training.md", "models/REPORT.md"} <= set(local)
+    missing = [link for link in local if not (REPO / link).exists()]
+    assert not missing, f"README.md links to missing files: {missing}"
+
+
+def test_readme_benchmark_table_comes_from_masknet_bench() -> None:
+    section = README[
+        README.index("## Benchmarking on the device") : README.index("## Troubleshooting")
+    ]
+    assert ".venv/bin/masknet bench --frames 300" in section
+    table = section[section.index("<!-- bench-table -->") : section.index("<!-- /bench-table -->")]
+    assert "not a Pi" in table and "| frame (end to end) |" in table
+    assert re.search(r"\.venv/bin/masknet bench [^\n]*--markdown", table), (
+        "the table's command is written beside it"
+    )
