@@ -267,3 +267,19 @@ def test_float_twins_are_found_by_the_shipped_sha256(tmp_path: Path, bench_model
     assert manifest.path.parent in dirs
     shutil.rmtree(tmp_path / "final")
     assert float_search_dirs(manifest, tmp_path)[0] == manifest.path.parent
+
+
+def test_two_exports_are_compared_side_by_side(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bench_models: Path
+) -> None:
+    import shutil
+
+    other = tmp_path / "other-export"
+    shutil.copytree(bench_models, other, ignore=shutil.ignore_patterns("*.md", "face_*"))
+    result, printed = bench(
+        capsys, tmp_path, bench_models, "--models", str(other), "--frames", "3", "--warmup", "1"
+    )
+    assert len(result["runs"]) == 2
+    sizes = {r["input_size"] for r in result["runs"]}
+    assert sizes == {result["runs"][0]["input_size"]}
+    assert "frame/invokes" in printed  # the comparison table
