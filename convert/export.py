@@ -316,6 +316,17 @@ def render_report(
         for name, row in zip(rep["per_class"], rep["confusion"], strict=True):
             L.append(f"{name:<22}" + "".join(f"{v:>8d}" for v in row))
         L.append("```")
+    rep = report_of(evals.get("int8_test_real", {}), "masknet")
+    if rep is not None:
+        L.append("")
+        L.append("### Mask-net on the real photos of the test split (int8)")
+        L.append("")
+        L.append(markdown_report(rep))
+        L.append("")
+        L.append("```")
+        for name, row in zip(rep["per_class"], rep["confusion"], strict=True):
+            L.append(f"{name:<22}" + "".join(f"{v:>8d}" for v in row))
+        L.append("```")
     L.append("")
     L.append("## Cascade vs single 5-class model")
     L.append("")
