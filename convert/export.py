@@ -350,7 +350,7 @@ def render_report(
         f = _brief(evals.get(name, {}), "fiveclass_as_masknet")
         if c and f:
             L.append(f"| {name} | {c['accuracy']:.4f} | {c['balanced_accuracy']:.4f} | {f['accuracy']:.4f} | {f['balanced_accuracy']:.4f} |")
-    for name in ("int8_val", "int8_test"):
+    for name in ("int8_val", "int8_test", "int8_test_real"):
         rep = report_of(evals.get(name, {}), "fiveclass_as_masknet")
         if rep:
             r = rep["per_class"]["mask_incorrect"]
