@@ -143,3 +143,12 @@ def test_evaluate_runs_tiny_litert_models(tmp_path: Path) -> None:
     assert r["masknet.n"] == 9 and r["imasknet.n"] == 4 and r["cascade.n"] == 9
     assert sum(map(sum, r["masknet.confusion"])) == 9
     assert sum(map(sum, r["cascade.confusion"])) == 9
+
+
+def test_evaluate_never_imports_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, convert.evaluate, edge.manifest; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
