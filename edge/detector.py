@@ -207,6 +207,15 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, fl
     return square, (nw / w, nh / h), (left, top)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A frame made ready for BlazeFace, with what is needed to map boxes back to it."""
+
+    tensor: np.ndarray  # (128, 128, 3) float32 in [-1, 1]
+    scale: tuple[float, float]  # letterbox scale (x, y), as letterbox() returns it
+    offset: tuple[float, float]  # letterbox padding (left, top) in square pixels
+
+
 class BlazeFaceDetector:
     """MediaPipe BlazeFace short-range (faces within ~2 m), 128x128 float model, on LiteRT."""
 
@@ -252,23 +261,36 @@ class BlazeFaceDetector:
         return boxes[0], scores[0]
 
     def detect(self, image: np.ndarray) -> list[Face]:
+        prepared = self.preprocess(image)
+        return self.postprocess(self.invoke(prepared), prepared)
+
+    # The three steps of ``detect``, public so the pipeline and `masknet bench` can time each one.
+    def preprocess(self, image: np.ndarray) -> Prepared:
+        """Letterbox the image to the model's square input and scale it to [-1, 1]."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 HxWx3 image, got {image.dtype} {image.shape}")
-        square, scale, (left, top) = letterbox(image, self.input_size)
+        square, scale, offset = letterbox(image, self.input_size)
         x = square.astype(np.float32)
         x *= 2.0 / 255.0
         x -= 1.0
-        outputs = self.model.run(x)
+        return Prepared(x, scale, offset)
+
+    def invoke(self, prepared: Prepared) -> list[np.ndarray]:
+        """The model alone: raw box regressions and score logits for every anchor."""
+        return self.model.run(prepared.tensor)
+
+    def postprocess(self, raw: list[np.ndarray], prepared: Prepared) -> list[Face]:
+        """Decode against the anchors, weighted NMS, undo the letterbox; best score first."""
         boxes, scores, kps = decode(
-            outputs[self._boxes_i], outputs[self._scores_i], self.anchors,
+            raw[self._boxes_i], raw[self._scores_i], self.anchors,
             scale=float(self.input_size), score_threshold=self.score_threshold,
         )
         if not len(scores):
             return []
         boxes, scores, kps = weighted_nms(boxes, scores, kps, self.nms_iou)
         # letterbox removal: normalised square -> square pixels -> image pixels
-        offset = np.array([left, top], np.float32)
-        sxy = np.array(scale, np.float32)
+        offset = np.array(prepared.offset, np.float32)
+        sxy = np.array(prepared.scale, np.float32)
         boxes = (boxes.reshape(-1, 2, 2) * self.input_size - offset) / sxy
         kps = (kps * self.input_size - offset) / sxy
         faces = [
