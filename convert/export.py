@@ -369,6 +369,8 @@ def render_report(
         L.append(f"| {key} | {f.stat().st_size / 1e6:.2f} | " + " | ".join(f"{v[f'threads{t}']['median_ms']:.2f}" for t in args.threads) + " |")
     L.append("")
     L.append("A cascade costs Mask-net on every face plus I-Mask-net on mask_incorrect faces only.")
+    L.append("Whole-pipeline figures (every stage, frames per second, memory) and the command to run on a Pi: "
+             "[README: Benchmarking on the device](../README.md#benchmarking-on-the-device).")
     L.append("")
     if args.latency_json.is_file():
         sweep = json.loads(args.latency_json.read_text())
