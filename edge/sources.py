@@ -17,6 +17,7 @@ is reopened with back-off, and gives up with a SourceError (exit status 3) after
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -81,11 +82,12 @@ class FrameSource:
         self.close()
 
 
+@functools.cache
 def _cv2():  # noqa: ANN202 - cv2 has no useful type
     import cv2
 
     # OpenCV logs probing failures (e.g. a missing /dev/video0) as warnings on stderr; we report
-    # them ourselves in one line.
+    # them ourselves in one line. Set once: every read() asks for cv2 through here.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     return cv2
 
