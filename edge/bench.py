@@ -712,6 +712,22 @@ def comparison_table(runs: list[dict[str, Any]], markdown: bool) -> str:
     return _table(headers, rows, markdown)
 
 
+def float_twin(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The float run measured like the first run (same threads, faces and input size), if any."""
+    main = runs[0]
+    return next(
+        (
+            r
+            for r in runs
+            if r["variant"] == "float"
+            and r["threads"] == main["threads"]
+            and r["faces"] == main["faces"]
+            and r["input_size"] == main["input_size"]
+        ),
+        None,
+    )
+
+
 def ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The figures the issue asks about, from the runs that allow them."""
     main = runs[0]
@@ -719,7 +735,7 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
     same = [
         r for r in runs if r["threads"] == main["threads"] and r["input_size"] == main["input_size"]
     ]
-    flt = next((r for r in same if r["variant"] == "float" and r["faces"] == main["faces"]), None)
+    flt = float_twin(runs)
     if flt is not None:
         a, b = main["stages"][MASKNET_INVOKE]["mean_ms"], flt["stages"][MASKNET_INVOKE]["mean_ms"]
         out["int8_vs_float_masknet_invoke"] = a / b if a and b else None
@@ -858,17 +874,7 @@ def run(args: argparse.Namespace) -> int:
         "rss_peak_mb": max(r["rss_peak_mb"] for r in runs),
         "runs": runs,
     }
-    flt = next(
-        (
-            r
-            for r in runs
-            if r["variant"] == "float"
-            and r["threads"] == main["threads"]
-            and r["faces"] == main["faces"]
-            and r["input_size"] == main["input_size"]
-        ),
-        None,
-    )
+    flt = float_twin(runs)
     if flt is not None:
         result["float"] = {
             k: flt[k] for k in ("models", "stages", "per_frame_ms", "frame", "frames")
