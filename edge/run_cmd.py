@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     from edge.timing import StageTimer
 
     # models first: a broken model is reported before any pin or camera is touched
-    pipeline = build_pipeline(cfg)
+    pipeline = build_pipeline(cfg, timer=StageTimer(capacity=256))
     stop = _Stop()
     indicators = source = events = preview = None
     outcome = "stopped by an error"
@@ -205,9 +205,6 @@ def run(args: argparse.Namespace) -> int:
         pipeline.indicators = indicators
         pipeline.events = events
         pipeline.keep_crops = events.save_crops
-        timer = StageTimer(capacity=256)
-        pipeline.timer = timer
-        pipeline.cascade.timer = timer
         log.info(
             "running: %s, %s pipeline, %s pins, events to %s",
             source.description, pipeline.cascade.pipeline, indicators.mode,
