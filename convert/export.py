@@ -28,12 +28,10 @@ from typing import Any
 
 from convert.evaluate import TITLES, evaluate, report_of
 from convert.metrics import markdown_report, measure_latency
-from edge.classes import FIVE_CLASSES, MASKNET_CLASSES, SUBTYPES
 from edge.errors import MasknetError
 from edge.manifest import ModelSpec, write_manifest
 
 TASKS = ("masknet", "imasknet", "fiveclass")
-TASK_CLASSES = {"masknet": MASKNET_CLASSES, "imasknet": SUBTYPES, "fiveclass": FIVE_CLASSES}
 MAX_BYTES = 3_500_000
 
 
@@ -80,10 +78,6 @@ def stage(runs: Path, tasks: list[str], kind: str, dest: Path) -> dict[str, Mode
     pipeline = "cascade" if {"masknet", "imasknet"} <= set(specs) else "fiveclass"
     write_manifest(dest, pipeline, specs)
     return specs
-
-
-def _level(task: str) -> str:
-    return task  # masknet -> masknet.*, imasknet -> imasknet.*, fiveclass -> fiveclass.*
 
 
 def _brief(result: dict[str, Any], prefix: str) -> dict[str, Any] | None:
@@ -216,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
             m: dict[str, Any] = {"split": "test"}
             for key, name in (("test", f"{kind}_test"), ("test_real", f"{kind}_test_real"), ("val", f"{kind}_val")):
                 if name in evals:
-                    m[key] = _brief(evals[name], _level(task))
+                    # each task's own level: masknet -> masknet.*, imasknet -> imasknet.*, ...
+                    m[key] = _brief(evals[name], task)
             metrics[kind] = m
         specs[task] = ModelSpec(**{**spec.__dict__, "metrics": metrics})
     # leave models the new manifest does not name out of the folder, so nothing stale ships
