@@ -118,6 +118,9 @@ class Pipeline:
         sx = crop_image.shape[1] / frame.image.shape[1]
         sy = crop_image.shape[0] / frame.image.shape[0]
         scaled = sx != 1.0 or sy != 1.0
+        if scaled:
+            box_scale = np.array([sx, sy, sx, sy], np.float32)
+            kp_scale = box_scale[:2]
         boxes: list[tuple[float, float, float, float]] = []
         verdicts: list[Verdict | None] = []
         crops: list[np.ndarray | None] = []
@@ -125,8 +128,8 @@ class Pipeline:
             box = face.box
             kps = face.keypoints
             if scaled:
-                box = box * np.array([sx, sy, sx, sy], np.float32)
-                kps = kps * np.array([sx, sy], np.float32)
+                box = box * box_scale
+                kps = kps * kp_scale
             verdict, crop = self.cascade.classify(crop_image, box, kps)
             boxes.append((float(box[0]), float(box[1]), float(box[2]), float(box[3])))
             verdicts.append(verdict)
