@@ -303,16 +303,6 @@ class Scene:
             yield self.render(rng)
 
 
-def make_scene(
-    patch: np.ndarray,
-    faces: int,
-    size: tuple[int, int],
-    lores: tuple[int, int] | None,
-    seed: int = 0,
-) -> Scene:
-    return Scene(patch, faces, size, lores, seed)
-
-
 # -- statistics ----------------------------------------------------------------------------------
 
 
@@ -826,7 +816,7 @@ def run(args: argparse.Namespace) -> int:
         size = (cfg.camera.width, cfg.camera.height)
         lores = None if args.single_stream else (cfg.camera.lores_width, cfg.camera.lores_height)
         for k in faces:
-            scenes[k] = make_scene(patch, k, size, lores, args.seed)
+            scenes[k] = Scene(patch, k, size, lores, args.seed)
 
     plan: list[RunSpec] = []
     for manifest in manifests:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.bench import STAT_FIELDS, face_layout, face_patch, make_scene, stats
+from edge.bench import STAT_FIELDS, Scene, face_layout, face_patch, stats
 from edge.cli import main
 from edge.paths import models_dir
 from edge.timing import STAGES
@@ -148,7 +148,7 @@ def test_a_folder_source_times_capture(
 
     folder = tmp_path / "frames"
     folder.mkdir()
-    scene = make_scene(face_patch(create_detector("blazeface_short")), 1, (640, 480), None, seed=1)
+    scene = Scene(face_patch(create_detector("blazeface_short")), 1, (640, 480), None, seed=1)
     for i, (image, _) in zip(range(3), scene.frames(), strict=False):
         cv2.imwrite(str(folder / f"{i:03d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     # 3 images, 7 frames: a folder source loops
