@@ -127,10 +127,7 @@ class Cascade:
 
     def classify_crop(self, crop: np.ndarray) -> Verdict:
         """Verdict for a face crop as ``crop`` makes it."""
-        t = self.timer.start()
-        x = to_model_input(crop, self.first.spec.input_size)
-        t = self.timer.stop(CROP, t)
-        return self._run(x, crop, t)
+        return self._run(crop, self.timer.start())
 
     def classify(
         self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray | None = None
@@ -138,12 +135,13 @@ class Cascade:
         """Verdict for the face at ``box`` in ``image``, and the crop it was made from."""
         t = self.timer.start()
         crop = self.crop(image, box, keypoints)
-        x = to_model_input(crop, self.first.spec.input_size)
-        t = self.timer.stop(CROP, t)
-        return self._run(x, crop, t), crop
+        return self._run(crop, t), crop
 
-    def _run(self, x: np.ndarray, crop: np.ndarray, t: int) -> Verdict:
+    def _run(self, crop: np.ndarray, t: int) -> Verdict:
+        """Classify ``crop``; ``t`` is when the CROP stage began (it ends with the model input)."""
         timer = self.timer
+        x = to_model_input(crop, self.first.spec.input_size)
+        t = timer.stop(CROP, t)
         label, score, p = self.first(x)
         t = timer.stop(MASKNET_INVOKE, t)
         if self.imasknet is None:
