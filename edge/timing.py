@@ -72,11 +72,7 @@ class StageTimer:
         """Record the time since ``t0`` under ``stage``; returns the current time (ns) so that
         consecutive stages can chain: ``t = timer.stop(A, t)``."""
         now = time.perf_counter_ns()
-        i = self._index[stage]
-        n = self._count[i]
-        self._samples[i, n % self.capacity] = now - t0
-        self._count[i] = n + 1
-        self._total[i] += now - t0
+        self.add(stage, now - t0)
         return now
 
     def add(self, stage: str, duration_ns: int) -> None:
