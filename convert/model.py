@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.classes import FIVE_CLASSES, MASKNET_CLASSES, SUBTYPES
 from edge.errors import ConfigError
+from edge.manifest import TASK_CLASSES
 from edge.paths import repo_root, sha256_file
 
 try:
@@ -23,11 +23,6 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-TASK_CLASSES: dict[str, tuple[str, ...]] = {
-    "masknet": MASKNET_CLASSES,
-    "imasknet": SUBTYPES,
-    "fiveclass": FIVE_CLASSES,
-}
 HEADS = ("dense", "dropout")
 BACKBONES = ("mobilenet_v2",)
 
