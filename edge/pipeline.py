@@ -54,7 +54,6 @@ class Pipeline:
         hold_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        keep_crops: bool = False,
     ) -> None:
         self._detector = detector
         self._split = self._has_steps(detector)
@@ -67,8 +66,6 @@ class Pipeline:
         self.hold_seconds = hold_seconds
         self.clock = clock
         self.wall_clock = wall_clock
-        # crops are only held on to when the event log is going to save them
-        self.keep_crops = keep_crops or (events is not None and events.save_crops)
         self.frames = 0
         self.event_count = 0
         self._last_display = -float("inf")
@@ -123,7 +120,7 @@ class Pipeline:
             kp_scale = box_scale[:2]
         boxes: list[tuple[float, float, float, float]] = []
         verdicts: list[Verdict | None] = []
-        crops: list[np.ndarray | None] = []
+        crops: list[np.ndarray] = []
         for face in faces:
             box = face.box
             kps = face.keypoints
@@ -133,7 +130,7 @@ class Pipeline:
             verdict, crop = self.cascade.classify(crop_image, box, kps)
             boxes.append((float(box[0]), float(box[1]), float(box[2]), float(box[3])))
             verdicts.append(verdict)
-            crops.append(crop if self.keep_crops else None)
+            crops.append(crop)  # the event log decides whether a crop is saved (events.save_crops)
 
         t0 = timer.start()
         updates = self.tracker.update(boxes, verdicts, number, now)

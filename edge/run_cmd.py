@@ -204,7 +204,6 @@ def run(args: argparse.Namespace) -> int:
         preview = Preview(cfg.preview) if cfg.preview.enabled else None
         pipeline.indicators = indicators
         pipeline.events = events
-        pipeline.keep_crops = events.save_crops
         log.info(
             "running: %s, %s pipeline, %s pins, events to %s",
             source.description, pipeline.cascade.pipeline, indicators.mode,
