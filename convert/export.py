@@ -232,6 +232,29 @@ def _fmt(x: float | None) -> str:
     return "–" if x is None or x != x else f"{x:.4f}"  # x != x: NaN (no real photos in that split)
 
 
+def _float_vs_int8(evals: dict[str, dict[str, Any]], split: str, delta: bool) -> list[str]:
+    """Float and int8 accuracies of every level on one split; ``delta`` adds the int8 - float column."""
+    d_head, d_rule = (" Δ (points) |", "---:|") if delta else ("", "")
+    rows = [f"| level | float acc | int8 acc |{d_head} float bal. acc | int8 bal. acc | n |",
+            f"|---|---:|---:|{d_rule}---:|---:|---:|"]
+    for prefix in TITLES:
+        f = _brief(evals.get(f"float_{split}", {}), prefix)
+        q = _brief(evals.get(f"int8_{split}", {}), prefix)
+        if f and q:
+            d = f" {100 * (q['accuracy'] - f['accuracy']):+.2f} |" if delta else ""
+            rows.append(f"| {prefix} | {f['accuracy']:.4f} | {q['accuracy']:.4f} |{d} "
+                        f"{f['balanced_accuracy']:.4f} | {q['balanced_accuracy']:.4f} | {q['n']} |")
+    return rows
+
+
+def _confusion_block(rep: dict[str, Any]) -> list[str]:
+    """The confusion matrix as a fenced block, one row per true class."""
+    rows = ["```"]
+    for name, row in zip(rep["per_class"], rep["confusion"], strict=True):
+        rows.append(f"{name:<22}" + "".join(f"{v:>8d}" for v in row))
+    return [*rows, "```"]
+
+
 def render_report(
     args: argparse.Namespace,
     tasks: list[str],
@@ -267,24 +290,11 @@ def render_report(
     L.append("")
     L.append("## Float vs int8 on the same test split")
     L.append("")
-    L.append("| level | float acc | int8 acc | Δ (points) | float bal. acc | int8 bal. acc | n |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|")
-    for prefix in TITLES:
-        f = _brief(evals.get("float_test", {}), prefix)
-        q = _brief(evals.get("int8_test", {}), prefix)
-        if f and q:
-            L.append(f"| {prefix} | {f['accuracy']:.4f} | {q['accuracy']:.4f} | {100 * (q['accuracy'] - f['accuracy']):+.2f} "
-                     f"| {f['balanced_accuracy']:.4f} | {q['balanced_accuracy']:.4f} | {q['n']} |")
+    L += _float_vs_int8(evals, "test", delta=True)
     L.append("")
     L.append("Real photos only (`origin == real` in index.csv):")
     L.append("")
-    L.append("| level | float acc | int8 acc | float bal. acc | int8 bal. acc | n |")
-    L.append("|---|---:|---:|---:|---:|---:|")
-    for prefix in TITLES:
-        f = _brief(evals.get("float_test_real", {}), prefix)
-        q = _brief(evals.get("int8_test_real", {}), prefix)
-        if f and q:
-            L.append(f"| {prefix} | {f['accuracy']:.4f} | {q['accuracy']:.4f} | {f['balanced_accuracy']:.4f} | {q['balanced_accuracy']:.4f} | {q['n']} |")
+    L += _float_vs_int8(evals, "test_real", delta=False)
     L.append("")
     L.append("Reproduce (int8 = shipped files; float = the unquantized TFLite of the same runs):")
     L.append("")
@@ -307,10 +317,7 @@ def render_report(
         L.append("")
         L.append("Confusion (rows true, columns predicted: " + ", ".join(rep["classes"]) + "):")
         L.append("")
-        L.append("```")
-        for name, row in zip(rep["per_class"], rep["confusion"], strict=True):
-            L.append(f"{name:<22}" + "".join(f"{v:>8d}" for v in row))
-        L.append("```")
+        L += _confusion_block(rep)
     rep = report_of(evals.get("int8_test_real", {}), "masknet")
     if rep is not None:
         L.append("")
@@ -318,10 +325,7 @@ def render_report(
         L.append("")
         L.append(markdown_report(rep))
         L.append("")
-        L.append("```")
-        for name, row in zip(rep["per_class"], rep["confusion"], strict=True):
-            L.append(f"{name:<22}" + "".join(f"{v:>8d}" for v in row))
-        L.append("```")
+        L += _confusion_block(rep)
     L.append("")
     L.append("## Cascade vs single 5-class model")
     L.append("")
