@@ -519,7 +519,7 @@ def measure(
             )
         split = None
         # the pipeline's own test: a detector it times step by step needs no wrapper
-        if not pipeline._has_steps(pipeline.detector):
+        if not pipeline.has_steps(pipeline.detector):
             split = _StepTimedDetector(pipeline.detector)
             pipeline.detector = split
         if not args.real_cascade and pipeline.cascade.imasknet is not None:

@@ -56,7 +56,7 @@ class Pipeline:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._detector = detector
-        self._split = self._has_steps(detector)
+        self._split = self.has_steps(detector)
         self.cascade = cascade
         self.tracker = tracker
         self.indicators = indicators
@@ -71,7 +71,7 @@ class Pipeline:
         self._last_display = -float("inf")
 
     @staticmethod
-    def _has_steps(detector: FaceDetector) -> bool:
+    def has_steps(detector: FaceDetector) -> bool:
         # a detector that exposes its three steps is timed step by step; any other as one invoke
         return all(callable(getattr(detector, m, None)) for m in ("preprocess", "invoke", "postprocess"))
 
@@ -83,7 +83,7 @@ class Pipeline:
     def detector(self, detector: FaceDetector) -> None:
         # decided once per detector, not per frame
         self._detector = detector
-        self._split = self._has_steps(detector)
+        self._split = self.has_steps(detector)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         timer = self.timer
