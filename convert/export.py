@@ -18,6 +18,7 @@ those input sizes (timing does not depend on the weights) for the input-size cho
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -149,8 +150,9 @@ def run(args: argparse.Namespace) -> int:
         raise MasknetError(f"{args.runs}: need quantized masknet + imasknet runs (or fiveclass); found {tasks or 'none'}")
     staging = args.runs / "export"
     evals: dict[str, dict[str, Any]] = {}
+    staged: dict[str, dict[str, ModelSpec]] = {}
     for kind in ("int8", "float"):
-        stage(args.runs, tasks, kind, staging / kind)
+        staged[kind] = stage(args.runs, tasks, kind, staging / kind)
         for split, origin in (("val", None), ("test", None), ("test", "real")):
             name = f"{kind}_{split}" + (f"_{origin}" if origin else "")
             print(f"evaluating {name} ...", flush=True)
@@ -204,7 +206,6 @@ def run(args: argparse.Namespace) -> int:
             raise MasknetError(f"{src}: {size / 1e6:.2f} MB exceeds the {MAX_BYTES / 1e6} MB limit")
         dst = out / src.name
         shutil.copy2(src, dst)
-        spec = _spec(args.runs / task, task, dst, "int8")
         metrics = {}
         for kind in ("float", "int8"):
             m: dict[str, Any] = {"split": "test"}
@@ -213,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
                     # each task's own level: masknet -> masknet.*, imasknet -> imasknet.*, ...
                     m[key] = _brief(evals[name], task)
             metrics[kind] = m
-        specs[task] = ModelSpec(**{**spec.__dict__, "metrics": metrics})
+        # the staged int8 spec describes the same bytes; only the place and the metrics differ
+        specs[task] = dataclasses.replace(staged["int8"][task], path=dst, metrics=metrics)
     # leave models the new manifest does not name out of the folder, so nothing stale ships
     for task in TASKS:
         stale = out / f"{task}_int8.tflite"
