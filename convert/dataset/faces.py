@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.crop import CROP_MARGIN, pad_image
-from edge.detector import Face, FaceDetector
+from edge.detector import Face, FaceDetector, iou
 
 from .recipe import SourceSpec
 
@@ -45,16 +45,6 @@ def whole_photo_face(shape: tuple[int, ...], margin: float = CROP_MARGIN) -> Fac
 def area(face: Face) -> float:
     x0, y0, x1, y1 = (float(v) for v in face.box)
     return max(0.0, x1 - x0) * max(0.0, y1 - y0)
-
-
-def iou(a: Face, b: Face) -> float:
-    ax0, ay0, ax1, ay1 = (float(v) for v in a.box)
-    bx0, by0, bx1, by1 = (float(v) for v in b.box)
-    iw = max(0.0, min(ax1, bx1) - max(ax0, bx0))
-    ih = max(0.0, min(ay1, by1) - max(ay0, by0))
-    inter = iw * ih
-    union = area(a) + area(b) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def choose_faces(
@@ -94,5 +84,8 @@ def choose_faces(
 
 def best_match(faces: list[Face], target: Face, min_iou: float = 0.3) -> Face | None:
     """The face overlapping `target` most, if it overlaps at least `min_iou`."""
-    best = max(faces, key=lambda f: iou(f, target), default=None)
-    return best if best is not None and iou(best, target) >= min_iou else None
+    if not faces:
+        return None
+    overlaps = iou(np.asarray(target.box, np.float64), np.array([f.box for f in faces], np.float64))
+    k = int(np.argmax(overlaps))  # the first of equals, as max() picked
+    return faces[k] if overlaps[k] >= min_iou else None
