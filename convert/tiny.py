@@ -44,8 +44,7 @@ def build_tiny_models(
 
     Returns the manifest path. Needs TensorFlow.
     """
-    from convert.quantize import quantize_keras, write_bytes
-    from edge.litert import TFLiteModel
+    from convert.quantize import io_quantization, quantize_keras, write_bytes
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -58,9 +57,7 @@ def build_tiny_models(
         model = tiny_keras_model(input_size, len(classes), seed + i)
         data = quantize_keras(model, lambda: iter(calib), output_dtype="uint8")
         path = write_bytes(out_dir / f"{task}_int8.tflite", data)
-        lite = TFLiteModel(path)
-        (in_scale, in_zp) = lite.input_quant
-        out_scale, out_zp = lite.output_details[0]["quantization"]
+        q = io_quantization(path)
         specs[task] = ModelSpec(
             name=task,
             path=path,
@@ -68,12 +65,12 @@ def build_tiny_models(
             task=task,
             classes=classes,
             input_size=input_size,
-            input_dtype=str(lite.input_dtype),
-            input_scale=in_scale,
-            input_zero_point=in_zp,
-            output_dtype=str(np.dtype(lite.output_details[0]["dtype"])),
-            output_scale=float(out_scale),
-            output_zero_point=int(out_zp),
+            input_dtype=q["input"]["dtype"],
+            input_scale=q["input"]["scale"],
+            input_zero_point=q["input"]["zero_point"],
+            output_dtype=q["output"]["dtype"],
+            output_scale=q["output"]["scale"],
+            output_zero_point=q["output"]["zero_point"],
             backbone="tiny-cnn (random weights, tests only)",
             trainable_layers=None,
             metrics={},
