@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from convert.evaluate import IMAGE_EXTS  # the same files count as images in training and evaluation
 from convert.model import AugmentConfig, Config, load_config, tomllib
 from edge.classes import ALL_CLASSES, MASK_INCORRECT, SUBTYPES, masknet_label
 from edge.errors import ConfigError, MasknetError
 
 SPLITS = ("train", "val", "test")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CACHE_BATCH = 32
 
 
