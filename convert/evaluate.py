@@ -8,7 +8,8 @@ cropped with ``crop_face``, exactly as the door does.
 Scoring levels (JSON keys are flat: ``masknet.accuracy`` ...):
 
 - ``masknet.*``: every image, true label = its Mask-net class (sub-types count as mask_incorrect).
-- ``imasknet.*``: sub-type images only, I-Mask-net on its own (the paper's Table 2).
+- ``imasknet.*``: sub-type images only, I-Mask-net on every one whatever Mask-net says (the
+  paper's Table 2); when it reads Mask-net's features, Mask-net's trunk still computes them.
 - ``cascade.*``: images with a 5-class label (mask, no_mask, sub-types): the door's final verdict,
   i.e. Mask-net's answer, replaced by I-Mask-net's sub-type when Mask-net says mask_incorrect.
   A sub-type image is right only if Mask-net says mask_incorrect AND I-Mask-net names the sub-type.
@@ -23,13 +24,13 @@ import argparse
 import csv
 import json
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from convert.metrics import classification_report, format_report, save_confusion_png
+from edge.cascade import Classifier
 from edge.classes import (
     ALL_CLASSES,
     FIVE_CLASSES,
@@ -38,28 +39,11 @@ from edge.classes import (
     SUBTYPES,
     masknet_label,
 )
+from edge.crop import to_model_input
 from edge.errors import MasknetError
-from edge.manifest import ModelSpec, load_manifest
+from edge.manifest import load_manifest
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-@dataclass
-class Classifier:
-    spec: ModelSpec
-    model: Any  # edge.litert.TFLiteModel
-
-    @classmethod
-    def load(cls, spec: ModelSpec, num_threads: int | None) -> Classifier:
-        from edge.litert import TFLiteModel
-
-        return cls(spec, TFLiteModel(spec.path, num_threads=num_threads, remedy="re-run `masknet export`"))
-
-    def predict(self, crop: np.ndarray) -> str:
-        from edge.crop import to_model_input
-
-        (probs,) = self.model.run(to_model_input(crop, self.spec.input_size))
-        return self.spec.classes[int(np.argmax(probs[0]))]
 
 
 def list_images(data_dir: Path, origin: str | None = None) -> list[tuple[Path, str]]:
@@ -124,7 +108,10 @@ def evaluate(
     """Run every model of the manifest over DATA_DIR and return the flat metrics dict."""
     manifest = load_manifest(models_dir)
     items = list_images(data_dir, origin)
-    nets = {name: Classifier.load(spec, num_threads) for name, spec in manifest.models.items()}
+    # models that read another's features run after it, on what its last call exposed
+    order = sorted(manifest.models, key=lambda n: manifest.models[n].features_of is not None)
+    nets = {name: Classifier(manifest.models[name], num_threads, manifest.path) for name in order}
+    raw = {name: net.reads_raw(nets[net.spec.features_of]) for name, net in nets.items() if net.takes_features}
     detector = None
     if detect:
         from edge.detector import create_detector
@@ -156,7 +143,11 @@ def evaluate(
                 crop = found
         row = {"label": label}
         for name, net in nets.items():
-            row[name] = net.predict(crop)
+            if net.takes_features:
+                x = nets[net.spec.features_of].features(raw=raw[name])
+            else:
+                x = to_model_input(crop, net.spec.input_size)
+            row[name] = net(x)[0]
         rows.append(row)
     if not rows:
         raise MasknetError(f"{data_dir}: none of the images could be read")

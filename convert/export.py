@@ -37,11 +37,18 @@ MAX_BYTES = 3_500_000
 
 
 def _spec(run_dir: Path, task: str, file: Path, kind: str) -> ModelSpec:
-    from convert.quantize import io_quantization
+    from convert.quantize import feature_spec, io_quantization
 
     summary = json.loads((run_dir / "summary.json").read_text())
     quant = json.loads((run_dir / "quantize.json").read_text())
     q = io_quantization(file)
+    shared = quant.get("shared") or {}
+    features = features_of = input_features = None
+    if shared and "features" in q:
+        features = feature_spec(shared, q["features"])
+    if shared.get("features_of"):
+        features_of = shared["features_of"]
+        input_features = feature_spec(shared, q["input"])
     return ModelSpec(
         name=task,
         path=file,
@@ -60,6 +67,9 @@ def _spec(run_dir: Path, task: str, file: Path, kind: str) -> ModelSpec:
         dataset_sha256=summary["dataset_sha256"],
         calibration_sha256=quant["calibration_sha256"] if kind == "int8" else None,
         metrics={},
+        features=features,
+        features_of=features_of,
+        input_features=input_features,
     )
 
 
@@ -369,7 +379,8 @@ def render_report(
         f = staging / kind / f"{task}_{kind}.tflite"
         L.append(f"| {key} | {f.stat().st_size / 1e6:.2f} | " + " | ".join(f"{v[f'threads{t}']['median_ms']:.2f}" for t in args.threads) + " |")
     L.append("")
-    L.append("A cascade costs Mask-net on every face plus I-Mask-net on mask_incorrect faces only.")
+    L.append("A cascade costs Mask-net on every face plus I-Mask-net on mask_incorrect faces only. I-Mask-net "
+             "reads Mask-net's trunk features, so its rows time only its layers after the cut.")
     L.append("Whole-pipeline figures (every stage, frames per second, memory) and the command to run on a Pi: "
              "[README: Benchmarking on the device](../README.md#benchmarking-on-the-device).")
     L.append("")

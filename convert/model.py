@@ -309,3 +309,36 @@ def calibrate_batchnorm(built: Built, images: Any) -> None:
         for layer, (trainable, momentum) in zip(bns, saved, strict=True):
             layer.trainable = trainable
             layer.momentum = momentum
+
+
+def cut_saved(model: Any, cut: str) -> tuple[Any, Any]:
+    """(trunk, tail) of a saved full model (a flat graph) at backbone layer ``cut``."""
+    import keras
+
+    try:
+        tensor = model.get_layer(cut).output
+    except ValueError:
+        raise ConfigError(f"{model.name}: no layer {cut!r} to cut the model at") from None
+    trunk = keras.Model(model.input, tensor, name=f"{model.name}_trunk")
+    try:
+        tail = keras.Model(tensor, model.output, name=f"{model.name}_tail")
+    except ValueError:
+        raise ConfigError(f"{model.name}: a residual connection crosses {cut!r}; cut at a block boundary") from None
+    return trunk, tail
+
+
+def trunk_sha256(trunk: Any) -> str:
+    """Hash of a trunk's weights (names, shapes, bytes in layer order).
+
+    Two classifiers may share features only if their trunks hash the same: same backbone
+    weights, same cut, nothing fine-tuned before it.
+    """
+    import numpy as np
+
+    h = hashlib.sha256()
+    for layer in trunk.layers:
+        for w in layer.weights:
+            value = np.ascontiguousarray(w.numpy())
+            h.update(f"{layer.name}/{w.name}:{value.dtype}{value.shape};".encode())
+            h.update(value.tobytes())
+    return h.hexdigest()

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ConfigError, ModelError
+from edge.manifest import FeatureSpec
 
 
 def _tf() -> Any:
@@ -109,23 +110,103 @@ def calibration_images(paths: list[Path], input_size: int) -> np.ndarray:
     return np.stack([to_model_input(load_rgb(p), input_size) for p in paths]).astype(np.float32)
 
 
+def _quant(detail: dict[str, Any]) -> dict[str, Any]:
+    return {"dtype": str(np.dtype(detail["dtype"])), "scale": float(detail["quantization"][0]),
+            "zero_point": int(detail["quantization"][1])}
+
+
 def io_quantization(tflite_path: Path) -> dict[str, Any]:
-    """Input/output dtype, scale and zero point as the manifest records them."""
+    """Input/output dtype, scale and zero point as the manifest records them.
+
+    ``output`` is the probabilities (the rank-2 output); a rank-4 output is the exposed
+    ``features``. An image input also has ``size``; every input has ``shape`` (without batch).
+    """
     from edge.litert import TFLiteModel
 
     m = TFLiteModel(tflite_path)
-    inp, out = m.input_details[0], m.output_details[0]
-    return {
-        "input": {"size": int(inp["shape"][1]), "dtype": str(np.dtype(inp["dtype"])),
-                  "scale": float(inp["quantization"][0]),
-                  "zero_point": int(inp["quantization"][1])},
-        "output": {"dtype": str(np.dtype(out["dtype"])), "scale": float(out["quantization"][0]),
-                   "zero_point": int(out["quantization"][1])},
-    }
+    inp = m.input_details[0]
+    shape = [int(d) for d in inp["shape"][1:]]
+    result: dict[str, Any] = {"input": {"shape": shape, **_quant(inp)}}
+    if len(shape) == 3 and shape[2] == 3 and shape[0] == shape[1]:
+        result["input"] = {"size": shape[0], **result["input"]}
+    for out in m.output_details:
+        rank = len(out["shape"])
+        if rank == 2:
+            result["output"] = _quant(out)
+        elif rank == 4:
+            result["features"] = {"shape": [int(d) for d in out["shape"][1:]], **_quant(out)}
+    if "output" not in result:
+        raise ModelError(f"{tflite_path}: no (1, classes) output")
+    return result
 
 
-def quantize_run(run_dir: Path, data_dir: Path, calibration: Path, output_dtype: str = "uint8", log: Any = print) -> dict[str, Any]:
-    """Quantize ``RUN_DIR/model.keras`` to ``<task>_int8.tflite`` (+ ``<task>_float.tflite``)."""
+# Cascade models that share the trunk: the provider exposes its features at the cut and the
+# reader is exported as only the layers after the cut.
+FEATURES_OF = {"imasknet": "masknet"}
+PROVIDERS = frozenset(FEATURES_OF.values())
+
+
+def export_role(task: str, cut: str | None, standalone: bool = False) -> str:
+    """How a task's classifier is exported: standalone, provider (of features) or reader."""
+    if standalone or not cut:
+        return "standalone"
+    if task in PROVIDERS:
+        return "provider"
+    return "reader" if task in FEATURES_OF else "standalone"
+
+
+def feature_spec(shared: dict[str, Any], tensor: dict[str, Any]) -> FeatureSpec:
+    """The cut as quantize recorded it, with this file's own tensor type and quantization."""
+    return FeatureSpec(
+        layer=shared["layer"],
+        shape=tuple(tensor["shape"]),
+        dtype=tensor["dtype"],
+        scale=tensor["scale"],
+        zero_point=tensor["zero_point"],
+        trunk_sha256=shared["trunk_sha256"],
+    )
+
+
+def export_form(
+    model: Any, calib: np.ndarray, task: str, role: str, cut: str | None
+) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    """(model to convert, its representative inputs, the ``shared`` record) for a role.
+
+    ``standalone``: the whole classifier on images. ``provider``: the whole classifier with the
+    trunk activation at ``cut`` as a second output. ``reader``: only the layers after ``cut``,
+    calibrated on the trunk's activations for the same images.
+    """
+    import keras
+
+    from convert.model import cut_saved, trunk_sha256
+
+    if role == "standalone" or cut is None:
+        return model, calib, {}
+    trunk, tail = cut_saved(model, cut)
+    shared: dict[str, Any] = {"layer": cut, "trunk_sha256": trunk_sha256(trunk)}
+    if role == "provider":
+        return keras.Model(model.input, [model.output, trunk.output], name=f"{task}_with_features"), calib, shared
+    if role != "reader":
+        raise ConfigError(f"export role {role!r}: expected standalone, provider or reader")
+    shared["features_of"] = FEATURES_OF[task]
+    return tail, trunk.predict(calib, batch_size=32, verbose=0), shared
+
+
+def quantize_run(
+    run_dir: Path,
+    data_dir: Path,
+    calibration: Path,
+    output_dtype: str = "uint8",
+    standalone: bool = False,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Quantize ``RUN_DIR/model.keras`` to ``<task>_int8.tflite`` (+ ``<task>_float.tflite``).
+
+    Unless ``standalone``, Mask-net also outputs its trunk activation at the training cut and
+    I-Mask-net is exported from the cut on (its input: those features), so the door runs the
+    shared frozen trunk once per face. Training already cut both at the same layer of the same
+    frozen ImageNet trunk; ``trunk_sha256`` lets the runtime check that.
+    """
     import keras
 
     from edge.paths import sha256_file
@@ -136,17 +217,23 @@ def quantize_run(run_dir: Path, data_dir: Path, calibration: Path, output_dtype:
         raise ModelError(f"{model_path}: no trained model; run `masknet train CONFIG` first")
     info = json.loads((run_dir / "summary.json").read_text())
     task, size = info["task"], int(info["input_size"])
+    config_file = run_dir / "config.json"
+    cut = json.loads(config_file.read_text()).get("cut") if config_file.is_file() else None
     model = keras.models.load_model(model_path, compile=False)
     paths = read_calibration(calibration, data_dir)
     calib = calibration_images(paths, size)
     log(f"[{task}] calibrating on {len(calib)} images from {calibration} ({size}px)")
-    int8 = write_bytes(run_dir / f"{task}_int8.tflite", quantize_keras(model, lambda: iter(calib), output_dtype))
-    flt = write_bytes(run_dir / f"{task}_float.tflite", convert_float(model))
+    role = export_role(task, cut, standalone)
+    export, representative, shared = export_form(model, calib, task, role, cut)
+    int8 = write_bytes(run_dir / f"{task}_int8.tflite",
+                       quantize_keras(export, lambda: iter(representative), output_dtype))
+    flt = write_bytes(run_dir / f"{task}_float.tflite", convert_float(export))
     q = io_quantization(int8)
     if q["input"]["dtype"] != "uint8":
         raise ModelError(f"{int8}: input is {q['input']['dtype']}, expected uint8")
     result = {
         "task": task,
+        "role": role,
         "int8": int8.name,
         "float": flt.name,
         "int8_bytes": int8.stat().st_size,
@@ -154,10 +241,11 @@ def quantize_run(run_dir: Path, data_dir: Path, calibration: Path, output_dtype:
         "calibration": str(calibration),
         "calibration_sha256": sha256_file(calibration),
         "calibration_images": len(calib),
+        "shared": shared,
         **q,
     }
     (run_dir / "quantize.json").write_text(json.dumps(result, indent=2))
-    log(f"[{task}] wrote {int8} ({result['int8_bytes'] / 1e6:.2f} MB) and {flt.name} "
+    log(f"[{task}] wrote {int8} ({result['int8_bytes'] / 1e6:.2f} MB, {role}) and {flt.name} "
         f"({result['float_bytes'] / 1e6:.2f} MB); input {q['input']}, output {q['output']}")
     return result
 
@@ -169,10 +257,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="calibration list (default calibration/calibration.txt)")
     p.add_argument("--output-dtype", choices=("uint8", "int8", "float32"), default="uint8",
                    help="output tensor type (default uint8: every op integer)")
+    p.add_argument("--standalone", action="store_true",
+                   help="export I-Mask-net as a whole image classifier instead of reading Mask-net's "
+                        "shared trunk features (slower at the door; for runs trained with different cuts)")
 
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for run_dir in args.runs:
-        quantize_run(run_dir, args.data, args.calibration, args.output_dtype)
+        quantize_run(run_dir, args.data, args.calibration, args.output_dtype, args.standalone)
     return 0

@@ -18,19 +18,35 @@ from edge.manifest import TASK_CLASSES, ModelSpec, write_manifest
 TINY_TASKS: dict[str, tuple[str, ...]] = TASK_CLASSES
 
 
-def tiny_keras_model(input_size: int, n_classes: int, seed: int) -> Any:
-    """A small CNN with the shipped models' input convention (float 0..255 in, softmax out)."""
+TINY_CUT = "cut"
+
+
+def tiny_trunk(input_size: int, seed: int) -> Any:
+    """The shared part of tiny models: image (float 0..255) -> activation at layer ``cut``."""
     import keras
 
     keras.utils.set_random_seed(seed)
     inp = keras.Input((input_size, input_size, 3), name="image")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inp)
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
-    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
-    x = keras.layers.Conv2D(16, 1, strides=2, activation="relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name=TINY_CUT)(x)
+    return keras.Model(inp, x, name="tiny_trunk")
+
+
+def tiny_keras_model(input_size: int, n_classes: int, seed: int, trunk: Any = None) -> Any:
+    """A small CNN with the shipped models' input convention (float 0..255 in, softmax out).
+
+    Models built on the same ``trunk`` share its layers, as the cascade's classifiers share
+    their frozen ImageNet trunk.
+    """
+    import keras
+
+    trunk = trunk if trunk is not None else tiny_trunk(input_size, seed)
+    keras.utils.set_random_seed(seed)
+    x = keras.layers.Conv2D(16, 1, strides=2, activation="relu")(trunk.output)
     x = keras.layers.GlobalAveragePooling2D()(x)
     out = keras.layers.Dense(n_classes, activation="softmax", name="probs")(x)
-    return keras.Model(inp, out, name="tiny")
+    return keras.Model(trunk.input, out, name="tiny")
 
 
 def build_tiny_models(
@@ -39,24 +55,42 @@ def build_tiny_models(
     seed: int = 0,
     fiveclass: bool = False,
     pipeline: str = "cascade",
+    shared_features: bool = True,
+    float_twins: bool = False,
 ) -> Path:
     """Write tiny int8 masknet/imasknet (and fiveclass if asked) models + manifest.json to out_dir.
 
+    With ``shared_features`` (the shipped layout) Mask-net exposes its trunk features and
+    I-Mask-net reads them; without, both take the face crop (a version-1 style cascade).
+    ``float_twins`` also writes each model's float32 TFLite as ``<task>_float.tflite``.
     Returns the manifest path. Needs TensorFlow.
     """
-    from convert.quantize import io_quantization, quantize_keras, write_bytes
+    from convert.quantize import (
+        convert_float,
+        export_form,
+        export_role,
+        feature_spec,
+        io_quantization,
+        quantize_keras,
+        write_bytes,
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     calib = rng.integers(0, 256, size=(16, input_size, input_size, 3)).astype(np.float32)
     tasks = ["masknet", "imasknet"] + (["fiveclass"] if fiveclass or pipeline == "fiveclass" else [])
+    trunk = tiny_trunk(input_size, seed)
     specs: dict[str, ModelSpec] = {}
     for i, task in enumerate(tasks):
         classes = TINY_TASKS[task]
-        model = tiny_keras_model(input_size, len(classes), seed + i)
-        data = quantize_keras(model, lambda: iter(calib), output_dtype="uint8")
+        role = export_role(task, TINY_CUT, standalone=not shared_features)
+        model = tiny_keras_model(input_size, len(classes), seed + i, trunk if role != "standalone" else None)
+        export, representative, shared = export_form(model, calib, task, role, TINY_CUT)
+        data = quantize_keras(export, lambda r=representative: iter(r), output_dtype="uint8")
         path = write_bytes(out_dir / f"{task}_int8.tflite", data)
+        if float_twins:
+            write_bytes(out_dir / f"{task}_float.tflite", convert_float(export))
         q = io_quantization(path)
         specs[task] = ModelSpec(
             name=task,
@@ -74,6 +108,9 @@ def build_tiny_models(
             backbone="tiny-cnn (random weights, tests only)",
             trainable_layers=None,
             metrics={},
+            features=feature_spec(shared, q["features"]) if "features" in q and shared else None,
+            features_of=shared.get("features_of"),
+            input_features=feature_spec(shared, q["input"]) if shared.get("features_of") else None,
         )
     return write_manifest(out_dir, pipeline, specs)
 

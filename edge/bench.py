@@ -342,9 +342,10 @@ class _AlwaysIncorrect:
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
-        self.spec = inner.spec
-        self.classes = inner.classes
-        self.model = inner.model
+
+    def __getattr__(self, name: str) -> Any:
+        # spec, classes, model, features(): all Mask-net's own
+        return getattr(self._inner, name)
 
     def __call__(self, x: np.ndarray) -> tuple[str, float, np.ndarray]:
         _, score, p = self._inner(x)
@@ -454,6 +455,7 @@ def float_manifest(manifest: Any, search: Sequence[Path]) -> Any:
                 f"--compare-float: no {wanted} in {looked}; `masknet quantize RUN_DIR` writes it next to "
                 "the int8 model (runs/<task>/) and `masknet export` stages it in runs/export/float/; or pass --float-models DIR"
             )
+        as_float = {"dtype": "float32", "scale": 0.0, "zero_point": 0}
         models[name] = dataclasses.replace(
             spec,
             path=found.resolve(),
@@ -461,6 +463,8 @@ def float_manifest(manifest: Any, search: Sequence[Path]) -> Any:
             input_dtype="float32",
             input_scale=0.0,
             input_zero_point=0,
+            features=spec.features and dataclasses.replace(spec.features, **as_float),
+            input_features=spec.input_features and dataclasses.replace(spec.input_features, **as_float),
         )
     return Manifest(
         path=manifest.path, version=manifest.version, pipeline=manifest.pipeline, models=models

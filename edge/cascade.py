@@ -1,5 +1,8 @@
 """The classifier cascade: Mask-net on every face, I-Mask-net only when it says mask_incorrect.
 
+With a version-2 manifest I-Mask-net reads Mask-net's features (both share one frozen trunk), so
+a wrongly worn mask costs Mask-net plus I-Mask-net's last layers, not two whole networks.
+
 Or, when the manifest's pipeline is "fiveclass", one 5-class model whose sub-type answers are
 folded back into Mask-net's three classes. Each classifier sees exactly the crop it was trained
 on: ``to_model_input(crop_face(frame, box, 224, CROP_MARGIN, ...), spec.input_size)``.
@@ -60,31 +63,81 @@ def _probabilities(y: np.ndarray) -> np.ndarray:
 
 
 class Classifier:
-    """One manifest model, its interpreter built once."""
+    """One manifest model, its interpreter built once.
+
+    Its input is the face crop or, when the manifest says ``input.features_of``, the features
+    another classifier exposed on its last call (the shared trunk's activation at the cut).
+    """
 
     def __init__(self, spec: ModelSpec, num_threads: int | None, manifest_path: Path) -> None:
         self.spec = spec
         self.model = TFLiteModel(spec.path, num_threads=num_threads, remedy="re-run `masknet export` or restore the models/ folder")
         shape = self.model.input_shape
-        want = (1, spec.input_size, spec.input_size, 3)
+        if spec.input_features is not None:
+            want: tuple[int, ...] = (1, *spec.input_features.shape)
+            setting = f"models.{spec.name}.input.shape {list(spec.input_features.shape)}"
+        else:
+            want = (1, spec.input_size, spec.input_size, 3)
+            setting = f"models.{spec.name}.input.size {spec.input_size}"
         if shape != want:
             raise ModelError(
-                f"{spec.path}: input shape {shape} does not match {manifest_path} "
-                f"(models.{spec.name}.input.size {spec.input_size}); re-run `masknet export`"
+                f"{spec.path}: input shape {shape} does not match {manifest_path} ({setting}); re-run `masknet export`"
             )
-        outputs = self.model.output_details
-        n_out = int(np.prod(outputs[0]["shape"])) if outputs else 0
-        if len(outputs) != 1 or n_out != len(spec.classes):
+        shapes = [tuple(int(d) for d in o["shape"]) for o in self.model.output_details]
+        # converters may list outputs in any order: find each by its shape
+        probs = [i for i, s in enumerate(shapes) if s == (1, len(spec.classes))]
+        wanted = 1
+        self._features: int | None = None
+        if spec.features is not None:
+            wanted = 2
+            feats = [i for i, s in enumerate(shapes) if s == (1, *spec.features.shape)]
+            if len(feats) != 1:
+                raise ModelError(
+                    f"{spec.path}: no output of shape {list(spec.features.shape)} for the features "
+                    f"{manifest_path} names (models.{spec.name}.features); outputs are {shapes}; re-run `masknet export`"
+                )
+            self._features = feats[0]
+        if len(probs) != 1 or len(shapes) != wanted:
             raise ModelError(
-                f"{spec.path}: {n_out} output values do not match the {len(spec.classes)} classes "
+                f"{spec.path}: outputs {shapes} do not match the {len(spec.classes)} classes "
                 f"{list(spec.classes)} in {manifest_path} (models.{spec.name}); re-run `masknet export`"
             )
+        self._probs = probs[0]
         self.classes = spec.classes
 
+    @property
+    def takes_features(self) -> bool:
+        return self.spec.features_of is not None
+
     def __call__(self, x: np.ndarray) -> tuple[str, float, np.ndarray]:
-        p = _probabilities(self.model.run(x)[0])
+        self.model.invoke(x)
+        p = _probabilities(self.model.fetch(self._probs)[0])
         i = int(np.argmax(p))
         return self.classes[i], float(p[i]), p
+
+    def features(self, raw: bool = False) -> np.ndarray:
+        """The features of the last call (float32, or raw in the output tensor's own dtype)."""
+        if self._features is None:
+            raise ModelError(f"{self.spec.path}: models.{self.spec.name} exposes no features")
+        return self.model.fetch(self._features, raw=raw)
+
+    def reads_raw(self, provider: Classifier) -> bool:
+        """Whether ``provider``'s raw features can go straight into this model's input.
+
+        Both sides were calibrated on the same images, so their quantization agrees to float
+        rounding; when it does not (other calibration sets), the features go through float and
+        are requantized with this model's own scale and zero point.
+        """
+        if provider._features is None:
+            return False
+        out = provider.model.output_details[provider._features]
+        inp = self.model.input_details[0]
+        if np.dtype(out["dtype"]) != np.dtype(inp["dtype"]):
+            return False
+        (s_out, z_out), (s_in, z_in) = out["quantization"], inp["quantization"]
+        if not s_out and not s_in:
+            return True  # float features into a float input
+        return bool(s_out and s_in and z_out == z_in and abs(s_out / s_in - 1.0) < 1e-4)
 
 
 class Cascade:
@@ -110,6 +163,12 @@ class Cascade:
         else:
             self.first = Classifier(manifest.model("masknet"), num_threads, manifest.path)
             self.imasknet = Classifier(manifest.model("imasknet"), num_threads, manifest.path)
+            if self.imasknet.takes_features and self.imasknet.spec.features_of != self.first.spec.name:
+                raise ModelError(
+                    f"{manifest.path}: models.imasknet reads the features of models."
+                    f"{self.imasknet.spec.features_of}, but the cascade runs it after models.masknet"
+                )
+        self._raw_features = self.imasknet is not None and self.imasknet.reads_raw(self.first)
 
     @classmethod
     def from_dir(
@@ -152,7 +211,10 @@ class Cascade:
             return Verdict(class_id, score)
         if label != MASK_INCORRECT:
             return Verdict(label, score)
-        if self.imasknet.spec.input_size != self.first.spec.input_size:
+        if self.imasknet.takes_features:
+            # the trunk already ran inside Mask-net: I-Mask-net is only the layers after the cut
+            x = self.first.features(raw=self._raw_features)
+        elif self.imasknet.spec.input_size != self.first.spec.input_size:
             x = to_model_input(crop, self.imasknet.spec.input_size)
         sub, sub_score, _ = self.imasknet(x)
         timer.stop(IMASKNET_INVOKE, t)

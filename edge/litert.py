@@ -149,13 +149,26 @@ class TFLiteModel:
             return (y.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
         return y.astype(np.float32, copy=False)
 
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Invoke on one array per model input; outputs as float32, in the model's output order."""
+    def invoke(self, *inputs: np.ndarray) -> None:
+        """Set one array per model input and invoke; read outputs with ``fetch``."""
         if len(inputs) != len(self._inputs):
             raise ValueError(f"{self.path.name}: expects {len(self._inputs)} input(s), got {len(inputs)}")
         for detail, x in zip(self._inputs, inputs, strict=True):
             self._interp.set_tensor(detail["index"], self._prepare(detail, x))
         self._interp.invoke()
+
+    def fetch(self, index: int, raw: bool = False) -> np.ndarray:
+        """Output ``index`` of the last ``invoke``: float32, or with ``raw`` the tensor's own dtype.
+
+        Raw lets one model's quantized activation go into another model's input of the same
+        quantization without a dequantize / quantize round trip.
+        """
+        detail = self._outputs[index]
+        return self._interp.get_tensor(detail["index"]) if raw else self._fetch(detail)
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """Invoke on one array per model input; outputs as float32, in the model's output order."""
+        self.invoke(*inputs)
         self._last = [self._fetch(d) for d in self._outputs]
         return self._last
 

@@ -4,9 +4,9 @@ The edge runtime learns everything about a classifier from this file (task, clas
 size and quantization) and refuses a model whose bytes do not match the recorded sha256, so a
 half-copied or swapped model never silently gives wrong verdicts.
 
-Schema (version 1)::
+Schema (version 2; version 1 is the same without ``features`` / ``input.features_of``)::
 
-    {"version": 1,
+    {"version": 2,
      "pipeline": "cascade" | "fiveclass",
      "models": {"masknet": ENTRY, "imasknet": ENTRY, "fiveclass": ENTRY (optional)}}
 
@@ -17,6 +17,16 @@ Schema (version 1)::
              "backbone": "mobilenet_v2_1.0", "trainable_layers": 23,
              "dataset_sha256": "<hex>|null", "calibration_sha256": "<hex>|null",
              "metrics": {"float": {...}, "int8": {...}}}
+
+Shared features: the two cascade classifiers start from the same frozen ImageNet trunk, so
+Mask-net also outputs its activation at the cut (``"features": FEATURES``) and I-Mask-net is
+only the part after the cut, fed those features (``"input": {..., "features_of": "masknet",
+**FEATURES}``, where ``input.size`` stays the face-crop size the features come from). The trunk
+runs once per face instead of twice. ``trunk_sha256`` hashes the trunk's weights: the runtime
+refuses a pair whose trunks differ, because the features would mean something else::
+
+    FEATURES = {"layer": "block_12_add", "shape": [14, 14, 96], "dtype": "uint8",
+                "scale": 0.2147, "zero_point": 140, "trunk_sha256": "<hex>"}
 """
 
 from __future__ import annotations
@@ -34,7 +44,8 @@ from edge.errors import ModelError
 from edge.paths import sha256_file
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+READ_VERSIONS = (1, 2)  # version 1: every model takes the face crop
 PIPELINES: tuple[str, ...] = ("cascade", "fiveclass")
 # task -> the class ids its outputs must cover (in any order; the manifest records the order)
 TASK_CLASSES: dict[str, tuple[str, ...]] = {
@@ -49,6 +60,32 @@ PIPELINE_MODELS: dict[str, tuple[str, ...]] = {
 }
 _DTYPES = ("uint8", "int8", "float32")
 _REMEDY = "re-run `masknet export` or restore the models/ folder"
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """An activation one model exposes and another reads: the cut of a shared trunk."""
+
+    layer: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+    trunk_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "scale": self.scale,
+            "zero_point": self.zero_point,
+            "trunk_sha256": self.trunk_sha256,
+        }
+
+    def same_tensor(self, other: FeatureSpec) -> bool:
+        """Same cut of the same trunk (quantization may differ: the reader requantizes)."""
+        return (self.layer, self.shape, self.trunk_sha256) == (other.layer, other.shape, other.trunk_sha256)
 
 
 @dataclass(frozen=True)
@@ -72,6 +109,11 @@ class ModelSpec:
     dataset_sha256: str | None = None
     calibration_sha256: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    # an extra output other models read (the trunk activation at the cut), if any
+    features: FeatureSpec | None = None
+    # when set, the input is the named model's ``features`` instead of the face crop
+    features_of: str | None = None
+    input_features: FeatureSpec | None = None
 
     def to_json(self, models_dir: Path) -> dict[str, Any]:
         """The manifest entry; ``file`` is relative to ``models_dir`` so the folder can move."""
@@ -81,28 +123,36 @@ class ModelSpec:
             raise ModelError(
                 f"{self.path}: model file must live inside {models_dir} to be named in its manifest"
             ) from None
-        return {
+        inp: dict[str, Any] = {
+            "size": self.input_size,
+            "dtype": self.input_dtype,
+            "scale": self.input_scale,
+            "zero_point": self.input_zero_point,
+        }
+        if self.features_of is not None and self.input_features is not None:
+            inp = {**self.input_features.to_json(), "size": self.input_size, "features_of": self.features_of}
+        entry: dict[str, Any] = {
             "file": file,
             "sha256": self.sha256,
             "task": self.task,
             "classes": list(self.classes),
-            "input": {
-                "size": self.input_size,
-                "dtype": self.input_dtype,
-                "scale": self.input_scale,
-                "zero_point": self.input_zero_point,
-            },
+            "input": inp,
             "output": {
                 "dtype": self.output_dtype,
                 "scale": self.output_scale,
                 "zero_point": self.output_zero_point,
             },
-            "backbone": self.backbone,
-            "trainable_layers": self.trainable_layers,
-            "dataset_sha256": self.dataset_sha256,
-            "calibration_sha256": self.calibration_sha256,
-            "metrics": self.metrics,
         }
+        if self.features is not None:
+            entry["features"] = self.features.to_json()
+        entry.update(
+            backbone=self.backbone,
+            trainable_layers=self.trainable_layers,
+            dataset_sha256=self.dataset_sha256,
+            calibration_sha256=self.calibration_sha256,
+            metrics=self.metrics,
+        )
+        return entry
 
 
 @dataclass(frozen=True)
@@ -142,6 +192,27 @@ def _get(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where:
 
 def _is_hex64(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def _parse_features(obj: Any, where: str, path: Path) -> FeatureSpec:
+    layer = _get(obj, "layer", str, where, path)
+    shape = _get(obj, "shape", list, where, path)
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        raise _bad(path, f"{where}.shape must be a list of positive integers, got {shape!r}")
+    dtype = _get(obj, "dtype", str, where, path)
+    if dtype not in _DTYPES:
+        raise _bad(path, f"{where}.dtype {dtype!r} is not one of {', '.join(_DTYPES)}")
+    trunk = _get(obj, "trunk_sha256", str, where, path)
+    if not _is_hex64(trunk):
+        raise _bad(path, f"{where}.trunk_sha256 is not a 64-digit hex digest")
+    return FeatureSpec(
+        layer=layer,
+        shape=tuple(shape),
+        dtype=dtype,
+        scale=float(_get(obj, "scale", (int, float), where, path)),
+        zero_point=int(_get(obj, "zero_point", int, where, path)),
+        trunk_sha256=trunk,
+    )
 
 
 def _parse_entry(name: str, entry: Any, models_dir: Path, path: Path) -> ModelSpec:
@@ -186,6 +257,12 @@ def _parse_entry(name: str, entry: Any, models_dir: Path, path: Path) -> ModelSp
     metrics = entry.get("metrics", {})
     if not isinstance(metrics, Mapping):
         raise _bad(path, f"{where}.metrics must be an object")
+    features = _parse_features(entry["features"], f"{where}.features", path) if "features" in entry else None
+    features_of = None
+    input_features = None
+    if "features_of" in inp:
+        features_of = _get(inp, "features_of", str, f"{where}.input", path)
+        input_features = _parse_features(inp, f"{where}.input", path)
     return ModelSpec(
         name=name,
         path=(models_dir / file).resolve(),
@@ -204,6 +281,9 @@ def _parse_entry(name: str, entry: Any, models_dir: Path, path: Path) -> ModelSp
         dataset_sha256=hashes["dataset_sha256"],
         calibration_sha256=hashes["calibration_sha256"],
         metrics=dict(metrics),
+        features=features,
+        features_of=features_of,
+        input_features=input_features,
     )
 
 
@@ -226,8 +306,9 @@ def parse_manifest(data: Any, models_dir: Path, path: Path | None = None) -> Man
     if not isinstance(data, Mapping):
         raise _bad(path, "the manifest must be a JSON object")
     version = _get(data, "version", int, "manifest", path)
-    if version != MANIFEST_VERSION:
-        raise _bad(path, f"manifest version {version} is not supported (this runtime reads {MANIFEST_VERSION})")
+    if version not in READ_VERSIONS:
+        raise _bad(path, f"manifest version {version} is not supported (this runtime reads "
+                         f"{', '.join(map(str, READ_VERSIONS))}); update Mask-net Edge")
     pipeline = _get(data, "pipeline", str, "manifest", path)
     if pipeline not in PIPELINES:
         raise _bad(path, f"pipeline {pipeline!r} is not one of {', '.join(PIPELINES)}")
@@ -240,6 +321,27 @@ def parse_manifest(data: Any, models_dir: Path, path: Path | None = None) -> Man
     missing = [n for n in PIPELINE_MODELS[pipeline] if n not in models]
     if missing:
         raise _bad(path, f"pipeline {pipeline!r} needs model(s) {', '.join(missing)}, which the manifest lacks")
+    for name, spec in models.items():
+        if spec.features_of is None:
+            continue
+        if version < 2:
+            raise _bad(path, f"models.{name}.input.features_of needs manifest version 2")
+        provider = models.get(spec.features_of)
+        if provider is None or provider.features is None:
+            raise _bad(path, f"models.{name} reads the features of models.{spec.features_of}, "
+                             "which the manifest does not describe")
+        if provider.features_of is not None:
+            raise _bad(path, f"models.{name} reads models.{spec.features_of}, which itself reads features")
+        assert spec.input_features is not None
+        if not spec.input_features.same_tensor(provider.features):
+            raise _bad(path, f"models.{name} was trained on {spec.input_features.layer} "
+                             f"{list(spec.input_features.shape)} of trunk {spec.input_features.trunk_sha256[:12]}…, "
+                             f"but models.{spec.features_of} exposes {provider.features.layer} "
+                             f"{list(provider.features.shape)} of trunk {provider.features.trunk_sha256[:12]}…; "
+                             "export both from runs that share the same backbone weights and cut")
+        if spec.input_size != provider.input_size:
+            raise _bad(path, f"models.{name}.input.size {spec.input_size} differs from "
+                             f"models.{spec.features_of}.input.size {provider.input_size}")
     return Manifest(path=path, version=version, pipeline=pipeline, models=models)
 
 

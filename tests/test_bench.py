@@ -165,15 +165,10 @@ def test_compare_float_adds_a_float_block(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     pytest.importorskip("tensorflow")
-    from convert.quantize import convert_float, write_bytes
-    from convert.tiny import TINY_TASKS, build_tiny_models, tiny_keras_model
+    from convert.tiny import build_tiny_models
 
     models = tmp_path / "models"
-    build_tiny_models(models, input_size=32)
-    for i, (task, classes) in enumerate(list(TINY_TASKS.items())[:2]):
-        write_bytes(
-            models / f"{task}_float.tflite", convert_float(tiny_keras_model(32, len(classes), i))
-        )
+    build_tiny_models(models, input_size=32, float_twins=True)
 
     result, printed = bench(
         capsys, tmp_path, models, "--frames", "5", "--warmup", "1", "--compare-float"

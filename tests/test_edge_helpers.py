@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -36,7 +37,9 @@ def tiny_models(cache: pytest.Cache, pipeline: str = "cascade") -> Path:
     from edge.errors import ModelError
     from edge.manifest import load_manifest
 
-    folder = cache.mkdir(f"edge_tiny_{pipeline}")
+    # keyed on the code that builds them, so a change there never tests yesterday's models
+    code = hashlib.sha256(b"".join((REPO / "convert" / f).read_bytes() for f in ("tiny.py", "quantize.py")))
+    folder = cache.mkdir(f"edge_tiny_{pipeline}_{code.hexdigest()[:12]}")
     try:
         load_manifest(folder, verify=True)
         return folder

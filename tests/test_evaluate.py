@@ -28,12 +28,14 @@ def _folder(root: Path, counts: dict[str, int]) -> Path:
 class _ByName:
     """A stand-in classifier that answers what the file name's `answers` entry says."""
 
+    takes_features = False
+
     def __init__(self, spec: ModelSpec, answers: dict[str, str]) -> None:
         self.spec = spec
         self.answers = answers
 
-    def predict(self, crop: np.ndarray) -> str:
-        return self.answers[_CURRENT["name"]]
+    def __call__(self, x: np.ndarray) -> tuple[str, float, None]:
+        return self.answers[_CURRENT["name"]], 1.0, None
 
 
 _CURRENT: dict[str, str] = {}
@@ -51,7 +53,7 @@ def fake_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                                 classes=classes, input_size=32)
     write_manifest(models, "cascade", specs)
     tables: dict[str, dict[str, str]] = {"masknet": {}, "imasknet": {}}
-    monkeypatch.setattr(ev.Classifier, "load", classmethod(lambda cls, spec, n: _ByName(spec, tables[spec.task])))
+    monkeypatch.setattr(ev, "Classifier", lambda spec, n, path: _ByName(spec, tables[spec.task]))
     real_read = ev._read_rgb
 
     def read(path: Path):

@@ -91,7 +91,7 @@ def test_missing_manifest_names_the_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d.update(version=2), "version 2"),
+        (lambda d: d.update(version=99), "version 99"),
         (lambda d: d.update(pipeline="fiveclass"), "needs model"),
         (lambda d: d["models"]["masknet"].update(classes=["mask", "no_mask"]), "classes"),
         (lambda d: d["models"]["masknet"]["input"].update(size="160"), "input.size"),
@@ -121,15 +121,20 @@ def test_tiny_models_run_with_their_manifest(tmp_path: Path) -> None:
     import numpy as np
 
     from convert.tiny import build_tiny_models
-    from edge.litert import TFLiteModel
+    from edge.cascade import Classifier
 
     manifest_path = build_tiny_models(tmp_path, input_size=32, seed=1, fiveclass=True)
     m = load_manifest(manifest_path.parent)
     assert set(m.models) == {"masknet", "imasknet", "fiveclass"}
+    assert m.version == 2 and m.models["imasknet"].features_of == "masknet"
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    for spec in m.models.values():
-        model = TFLiteModel(spec.path)
-        assert model.input_dtype == np.uint8 and model.input_shape == (1, 32, 32, 3)
-        (probs,) = model.run(image)
-        assert probs.shape == (1, len(spec.classes))
+    nets = {name: Classifier(spec, None, m.path) for name, spec in m.models.items()}
+    assert nets["masknet"].model.input_shape == (1, 32, 32, 3)
+    assert nets["imasknet"].model.input_shape == (1, *m.models["masknet"].features.shape)
+    # calibrated on the same images, so Mask-net's uint8 features go straight into I-Mask-net
+    assert nets["imasknet"].reads_raw(nets["masknet"])
+    for name in ("masknet", "fiveclass", "imasknet"):
+        x = nets["masknet"].features(raw=True) if name == "imasknet" else image
+        label, score, probs = nets[name](x)
+        assert probs.shape == (len(m.models[name].classes),) and label in m.models[name].classes
         assert abs(float(probs.sum()) - 1.0) < 0.05

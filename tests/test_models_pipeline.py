@@ -100,9 +100,41 @@ def test_int8_model_takes_uint8_and_agrees_with_float(trained: dict[str, Path]) 
     images = sorted((trained["data"] / "test").glob("*/*.jpg"))
     x = np.stack([model_input(p, 48, None, None) for p in images])
     float_pred = np.asarray(model(x.astype(np.float32), training=False)).argmax(1)
-    int8_pred = np.array([lite.run(img)[0][0].argmax() for img in x])
+    # Mask-net also outputs its trunk features (for I-Mask-net): take the (1, classes) output
+    int8_pred = np.array([next(y for y in lite.run(img) if y.shape == (1, 3)).argmax() for img in x])
     assert (float_pred == int8_pred).mean() >= 0.8
     # the float model must not be constant, or agreement would prove nothing
+    assert len(set(float_pred.tolist())) > 1
+
+
+@pytest.mark.slow
+def test_imasknet_on_masknet_features_agrees_with_the_whole_float_model(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    import keras
+
+    from convert.export import stage
+    from convert.train import model_input
+    from edge.cascade import Classifier
+    from edge.manifest import load_manifest
+
+    stage(trained["runs"], ["masknet", "imasknet"], "int8", tmp_path / "models")
+    m = load_manifest(tmp_path / "models")
+    spec = m.models["imasknet"]
+    assert spec.features_of == "masknet" and spec.input_features.layer == "block_12_add"
+    assert spec.input_features.trunk_sha256 == m.models["masknet"].features.trunk_sha256
+    first, second = Classifier(m.models["masknet"], 1, m.path), Classifier(spec, 1, m.path)
+    assert second.model.input_shape == (1, 3, 3, spec.input_features.shape[-1])  # block_12_add: 1/16 of 48 px
+    assert second.reads_raw(first)  # one calibration set: the uint8 features pass as they are
+    model = keras.models.load_model(trained["runs"] / "imasknet" / "model.keras", compile=False)
+    images = sorted(p for c in spec.classes for p in (trained["data"] / "test" / c).glob("*.jpg"))
+    x = np.stack([model_input(p, 48, None, None) for p in images])
+    float_pred = np.asarray(model(x.astype(np.float32), training=False)).argmax(1)
+    int8_pred = []
+    for img in x:
+        first(img)
+        int8_pred.append(spec.classes.index(second(first.features(raw=True))[0]))
+    assert (float_pred == np.array(int8_pred)).mean() >= 0.8
     assert len(set(float_pred.tolist())) > 1
 
 
@@ -160,6 +192,7 @@ def test_export_ships_the_cascade_with_manifest_and_report(trained: dict[str, Pa
     assert m.pipeline == "cascade" and set(m.models) == {"masknet", "imasknet"}
     spec = m.models["masknet"]
     assert spec.input_dtype == "uint8" and spec.input_size == 48 and spec.trainable_layers == 23
+    assert m.version == 2 and m.models["imasknet"].features_of == "masknet"
     assert spec.dataset_sha256 and spec.calibration_sha256
     for kind in ("float", "int8"):
         assert spec.metrics[kind]["test"]["n"] == 36
