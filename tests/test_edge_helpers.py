@@ -32,14 +32,15 @@ def committed_models() -> Path:
     return MODELS
 
 
-def tiny_models(cache: pytest.Cache, pipeline: str = "cascade") -> Path:
+def tiny_models(cache: pytest.Cache, pipeline: str = "cascade", shared_features: bool = True) -> Path:
     """Tiny random int8 classifiers + manifest (convert/tiny.py), built once and cached."""
     from edge.errors import ModelError
     from edge.manifest import load_manifest
 
     # keyed on the code that builds them, so a change there never tests yesterday's models
     code = hashlib.sha256(b"".join((REPO / "convert" / f).read_bytes() for f in ("tiny.py", "quantize.py")))
-    folder = cache.mkdir(f"edge_tiny_{pipeline}_{code.hexdigest()[:12]}")
+    layout = "shared" if shared_features else "standalone"
+    folder = cache.mkdir(f"edge_tiny_{pipeline}_{layout}_{code.hexdigest()[:12]}")
     try:
         load_manifest(folder, verify=True)
         return folder
@@ -48,7 +49,7 @@ def tiny_models(cache: pytest.Cache, pipeline: str = "cascade") -> Path:
     pytest.importorskip("tensorflow")
     from convert.tiny import build_tiny_models
 
-    build_tiny_models(folder, input_size=32, seed=0, pipeline=pipeline)
+    build_tiny_models(folder, input_size=32, seed=0, pipeline=pipeline, shared_features=shared_features)
     return folder
 
 

@@ -21,7 +21,7 @@ from test_edge_helpers import astronaut, blank, need_detector, tiny_models, writ
 from edge.cascade import Cascade, Verdict
 from edge.classes import ADVICE, MASK, MASK_INCORRECT, MASK_OVER_CHIN, NO_MASK, SUBTYPES
 from edge.config import load_config
-from edge.crop import CROP_MARGIN, crop_face
+from edge.crop import CROP_MARGIN, crop_face, to_model_input
 from edge.detector import create_detector
 from edge.events import EventLog
 from edge.indicators import Indicators
@@ -246,6 +246,41 @@ def test_imasknet_runs_only_on_mask_incorrect(pytestconfig: pytest.Config) -> No
         assert (v.sub_type in SUBTYPES) == (v.class_id == MASK_INCORRECT)
     assert timer.count(IMASKNET_INVOKE) == labels.count(MASK_INCORRECT)
     assert timer.count(MASKNET_INVOKE) == 40
+
+
+@pytest.mark.convert
+def test_imasknet_reads_masknet_features_as_they_are(pytestconfig: pytest.Config) -> None:
+    cascade = Cascade(load_manifest(tiny_models(pytestconfig.cache)), num_threads=1)
+    first, second = cascade.first, cascade.imasknet
+    assert second.takes_features and second.model.input_shape == (1, *first.spec.features.shape)
+    crop = np.random.default_rng(1).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    first(to_model_input(crop, first.spec.input_size))
+    # the uint8 features go across untouched; the float route (used when the two quantizations
+    # differ) requantizes to the same bytes, so both give the same probabilities
+    _, _, p_raw = second(first.features(raw=True))
+    _, _, p_float = second(first.features(raw=False))
+    np.testing.assert_allclose(p_raw, p_float, atol=1e-6)
+
+
+@pytest.mark.convert
+def test_standalone_imasknet_takes_the_face_crop(pytestconfig: pytest.Config) -> None:
+    m = load_manifest(tiny_models(pytestconfig.cache, shared_features=False))
+    cascade = Cascade(m, num_threads=1)
+    assert not cascade.imasknet.takes_features and m.models["masknet"].features is None
+    assert cascade.imasknet.model.input_shape == (1, 32, 32, 3)
+    cascade.first = AlwaysIncorrect(cascade.first)
+    v = cascade.classify_crop(np.full((224, 224, 3), 128, np.uint8))
+    assert v.class_id == MASK_INCORRECT and v.sub_type in SUBTYPES
+
+
+class AlwaysIncorrect:
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.spec = inner.spec
+
+    def __call__(self, x: np.ndarray):
+        _, score, p = self.inner(x)
+        return MASK_INCORRECT, score, p
 
 
 class SteppedDetector:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from edge.classes import MASKNET_CLASSES, SUBTYPES
 from edge.errors import ModelError
-from edge.manifest import ModelSpec, load_manifest, write_manifest
+from edge.manifest import FeatureSpec, ModelSpec, load_manifest, write_manifest
 
 
 def _spec(models: Path, name: str, classes: tuple[str, ...], payload: bytes) -> ModelSpec:
@@ -35,16 +36,17 @@ def _spec(models: Path, name: str, classes: tuple[str, ...], payload: bytes) -> 
     )
 
 
+FEATURES = FeatureSpec(layer="block_12_add", shape=(10, 10, 96), dtype="uint8", scale=0.21,
+                       zero_point=140, trunk_sha256="b" * 64)
+
+
 @pytest.fixture()
 def models_dir(tmp_path: Path) -> Path:
-    write_manifest(
-        tmp_path,
-        "cascade",
-        {
-            "masknet": _spec(tmp_path, "masknet", MASKNET_CLASSES, b"masknet bytes"),
-            "imasknet": _spec(tmp_path, "imasknet", SUBTYPES[::-1], b"imasknet bytes"),
-        },
-    )
+    """The shipped layout: I-Mask-net reads Mask-net's trunk features."""
+    mask = dataclasses.replace(_spec(tmp_path, "masknet", MASKNET_CLASSES, b"masknet bytes"), features=FEATURES)
+    imask = dataclasses.replace(_spec(tmp_path, "imasknet", SUBTYPES[::-1], b"imasknet bytes"),
+                                features_of="masknet", input_features=FEATURES)
+    write_manifest(tmp_path, "cascade", {"masknet": mask, "imasknet": imask})
     return tmp_path
 
 
@@ -63,6 +65,8 @@ def test_round_trip_keeps_every_field(models_dir: Path) -> None:
     # class order is the model's output order, so it must survive as written
     assert m.models["imasknet"].classes == SUBTYPES[::-1]
     assert [s.task for s in m.pipeline_models] == ["masknet", "imasknet"]
+    assert m.version == 2 and mask.features == FEATURES and mask.features_of is None
+    assert m.models["imasknet"].features_of == "masknet" and m.models["imasknet"].input_features == FEATURES
     # writing what was read gives the same file
     before = (models_dir / "manifest.json").read_text()
     write_manifest(models_dir, m.pipeline, m.models)
@@ -97,6 +101,13 @@ def test_missing_manifest_names_the_path(tmp_path: Path) -> None:
         (lambda d: d["models"]["masknet"]["input"].update(size="160"), "input.size"),
         (lambda d: d["models"]["masknet"].update(file="../elsewhere.tflite"), "inside the models folder"),
         (lambda d: d["models"].pop("imasknet"), "imasknet"),
+        # I-Mask-net's features must be the very tensor Mask-net exposes
+        (lambda d: d["models"]["masknet"]["features"].update(trunk_sha256="c" * 64), "trunk bbbbbbbbbbbb"),
+        (lambda d: d["models"]["imasknet"]["input"].update(layer="block_13_add"), "block_13_add"),
+        (lambda d: d["models"]["masknet"].pop("features"), "does not describe"),
+        (lambda d: d["models"]["imasknet"]["input"].update(features_of="fiveclass"), "models.fiveclass"),
+        (lambda d: d["models"]["imasknet"]["input"].update(shape=[10, 0, 96]), "positive integers"),
+        (lambda d: d.update(version=1), "needs manifest version 2"),
     ],
 )
 def test_invalid_manifest_is_a_one_line_model_error(models_dir: Path, edit, message: str) -> None:
@@ -107,6 +118,15 @@ def test_invalid_manifest_is_a_one_line_model_error(models_dir: Path, edit, mess
     with pytest.raises(ModelError, match=message) as info:
         load_manifest(models_dir)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_version_1_manifest_without_shared_features_still_loads(tmp_path: Path) -> None:
+    write_manifest(tmp_path, "cascade", {"masknet": _spec(tmp_path, "masknet", MASKNET_CLASSES, b"m"),
+                                         "imasknet": _spec(tmp_path, "imasknet", SUBTYPES, b"i")})
+    path = tmp_path / "manifest.json"
+    path.write_text(path.read_text().replace('"version": 2', '"version": 1'))
+    m = load_manifest(tmp_path)
+    assert m.version == 1 and m.models["imasknet"].features_of is None
 
 
 def test_broken_json_is_reported_with_its_line(models_dir: Path) -> None:
