@@ -169,11 +169,15 @@ def check_trained(report: Report, folder: Path) -> None:
             report.add("models", FAIL if spec.name in used else WARN, str(exc))
             continue
         role = f"{manifest.pipeline} pipeline" if spec.name in used else "not used by the pipeline"
+        if spec.input_features is not None:
+            f = spec.input_features
+            takes = f"reads {spec.features_of}'s {f.layer} features ({'x'.join(map(str, f.shape))} {f.dtype})"
+        else:
+            takes = f"{spec.input_size}x{spec.input_size} {spec.input_dtype}"
         report.add(
             "models",
             OK,
-            f"{spec.path.name}: {spec.task}, {spec.input_size}x{spec.input_size} {spec.input_dtype}, "
-            f"sha256 {_short(spec.sha256)} matches {MANIFEST_NAME} ({role})",
+            f"{spec.path.name}: {spec.task}, {takes}, sha256 {_short(spec.sha256)} matches {MANIFEST_NAME} ({role})",
         )
 
 
