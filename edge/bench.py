@@ -411,13 +411,19 @@ class _StepTimedDetector:
 
 
 def _model_entry(
-    role: str, path: Path, sha256: str | None = None, input_size: int | None = None
+    role: str,
+    path: Path,
+    sha256: str | None = None,
+    input_size: int | None = None,
+    reads: str | None = None,
 ) -> dict[str, Any]:
     from edge.paths import sha256_file
 
     entry: dict[str, Any] = {"role": role, "file": path.name, "sha256": sha256 or sha256_file(path)}
     if input_size is not None:
         entry["input_size"] = input_size
+    if reads is not None:
+        entry["reads"] = reads
     return entry
 
 
@@ -594,6 +600,10 @@ def measure(
                         clf.spec.path,
                         clf.spec.sha256,
                         clf.spec.input_size,
+                        # a reader's input is the provider's features, not a crop of its own
+                        f"{clf.spec.features_of} {clf.spec.input_features.layer}"
+                        if clf.spec.input_features is not None
+                        else None,
                     )
                 )
         invoke_per_frame = sum(per_frame_ms[s] for s in INVOKE_STAGES)
@@ -742,10 +752,12 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def render(result: dict[str, Any], markdown: bool) -> str:
     h = result["header"]
-    models = ", ".join(
-        f"{m['file']} ({m['sha256'][:12]}{', ' + str(m['input_size']) + ' px' if 'input_size' in m else ''})"
-        for m in h["models"]
-    )
+    def describe(m: dict[str, Any]) -> str:
+        if "reads" in m:
+            return f", reads {m['reads']}"
+        return f", {m['input_size']} px" if "input_size" in m else ""
+
+    models = ", ".join(f"{m['file']} ({m['sha256'][:12]}{describe(m)})" for m in h["models"])
     lines = [
         ("### " if markdown else "") + "masknet bench",
         "",
