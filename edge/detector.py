@@ -155,6 +155,21 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (N x 4) against every box in ``b`` (M x 4), x0 y0 x1 y1."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), dtype=np.float32)
+    ax0, ay0, ax1, ay1 = (a[:, i : i + 1] for i in range(4))
+    bx0, by0, bx1, by1 = (b[:, i] for i in range(4))
+    iw = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None)
+    ih = np.clip(np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None)
+    inter = iw * ih
+    area_a = (ax1 - ax0) * (ay1 - ay0)
+    area_b = (bx1 - bx0) * (by1 - by0)
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
 def weighted_nms(
     boxes: np.ndarray,
     scores: np.ndarray,
@@ -165,22 +180,26 @@ def weighted_nms(
 
     Take the best remaining detection; every remaining detection overlapping it by more than
     ``iou_threshold`` (itself included) is merged into one whose box and keypoints are the
-    score-weighted mean, and whose score is the best one. Repeat until none remain. The loop runs
-    once per output face, not per anchor.
+    score-weighted mean, and whose score is the best one. Repeat until none remain. The overlaps
+    are computed once for all pairs; the loop does a few small operations per output face.
     """
     n = len(boxes)
     kdim = 0 if keypoints is None else int(np.prod(keypoints.shape[1:]))
     data = boxes.reshape(n, 4) if keypoints is None else np.hstack([boxes.reshape(n, 4), keypoints.reshape(n, kdim)])
     order = np.argsort(-scores, kind="stable")
     data, sc = data[order].astype(np.float32), scores[order].astype(np.float32)
+    overlaps = iou_matrix(data[:, :4], data[:, :4]) > iou_threshold
+    left = np.ones(n, dtype=bool)
     out_data, out_scores = [], []
-    while len(sc):
-        overlap = iou(data[0, :4], data[:, :4]) > iou_threshold
-        overlap[0] = True
-        w = sc[overlap]
-        out_data.append((data[overlap] * w[:, None]).sum(axis=0) / w.sum())
-        out_scores.append(sc[0])
-        data, sc = data[~overlap], sc[~overlap]
+    for i in range(n):
+        if not left[i]:
+            continue
+        group = overlaps[i] & left
+        group[i] = True  # a degenerate box still absorbs itself
+        left &= ~group
+        w = sc[group]
+        out_data.append((data[group] * w[:, None]).sum(axis=0) / w.sum())
+        out_scores.append(sc[i])
     if not out_scores:
         kp_empty = None if keypoints is None else np.zeros((0, *keypoints.shape[1:]), np.float32)
         return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), kp_empty

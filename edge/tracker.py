@@ -24,6 +24,7 @@ import numpy as np
 
 from edge.cascade import Verdict
 from edge.config import TrackerConfig
+from edge.detector import iou_matrix
 
 
 @dataclass
@@ -56,21 +57,6 @@ class TrackUpdate:
     verdict: Verdict | None  # this frame's verdict (None when not classified)
     new_event: bool  # the track committed its first verdict on this frame
     changed: bool  # the committed verdict changed on this frame (first commit included)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (N x 4) against every box in ``b`` (M x 4), x0 y0 x1 y1."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), dtype=np.float32)
-    ax0, ay0, ax1, ay1 = (a[:, i : i + 1] for i in range(4))
-    bx0, by0, bx1, by1 = (b[:, i] for i in range(4))
-    iw = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None)
-    ih = np.clip(np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None)
-    inter = iw * ih
-    area_a = (ax1 - ax0) * (ay1 - ay0)
-    area_b = (bx1 - bx0) * (by1 - by0)
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
 class Tracker:

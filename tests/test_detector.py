@@ -23,6 +23,7 @@ from edge.detector import (
     create_detector,
     decode,
     generate_anchors,
+    iou,
     letterbox,
     weighted_nms,
 )
@@ -114,6 +115,38 @@ def test_weighted_nms_keeps_boxes_below_the_overlap_threshold_apart():
     np.testing.assert_allclose(out_boxes, boxes[::-1])
     merged, _, _ = weighted_nms(boxes, np.array([0.8, 0.9], np.float32), iou_threshold=0.2)
     assert len(merged) == 1
+
+
+def _greedy_weighted_nms(boxes, scores, kps, thr):
+    """The textbook loop: best remaining box, merge what overlaps it, repeat."""
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores, kps = boxes[order], scores[order], kps[order]
+    out_b, out_s, out_k = [], [], []
+    while len(scores):
+        ov = iou(boxes[0], boxes) > thr
+        ov[0] = True
+        w = scores[ov]
+        out_b.append((boxes[ov] * w[:, None]).sum(0) / w.sum())
+        out_k.append((kps[ov] * w[:, None, None]).sum(0) / w.sum())
+        out_s.append(scores[0])
+        boxes, scores, kps = boxes[~ov], scores[~ov], kps[~ov]
+    return np.array(out_b), np.array(out_s), np.array(out_k)
+
+
+def test_weighted_nms_matches_the_textbook_loop_on_random_clusters():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        centres = rng.uniform(0, 1, (rng.integers(1, 5), 2))
+        pick = rng.integers(0, len(centres), rng.integers(1, 25))
+        c = centres[pick] + rng.normal(0, 0.02, (len(pick), 2))
+        half = rng.uniform(0.03, 0.1, (len(pick), 1))
+        boxes = np.hstack([c - half, c + half]).astype(np.float32)
+        scores = rng.uniform(0.5, 1.0, len(pick)).astype(np.float32)
+        kps = rng.uniform(0, 1, (len(pick), 6, 2)).astype(np.float32)
+        got = weighted_nms(boxes, scores, kps, 0.3)
+        want = _greedy_weighted_nms(boxes, scores, kps, 0.3)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
 
 
 def test_weighted_nms_of_nothing():

@@ -8,7 +8,8 @@ import pytest
 from edge.cascade import Verdict
 from edge.classes import MASK, MASK_INCORRECT, MASK_OVER_CHIN, MASK_OVER_NOSE_MOUTH, NO_MASK
 from edge.config import load_config
-from edge.tracker import Tracker, iou_matrix
+from edge.detector import iou_matrix
+from edge.tracker import Tracker
 
 BOX = (100.0, 100.0, 200.0, 200.0)
 OTHER = (400.0, 100.0, 500.0, 200.0)
