@@ -747,6 +747,11 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out["frame_vs_one_face"] = {
             str(k): r["frame"]["mean_ms"] / one for k, r in sorted(by_faces.items()) if k != 1
         }
+        # a straight line through 1 face and the most faces: what a person costs, what the
+        # frame costs anyway, so a user can work out the frame rate for any crowd
+        most = max(by_faces)
+        per_face = (by_faces[most]["frame"]["mean_ms"] - one) / (most - 1)
+        out["cost_split_ms"] = {"per_face": per_face, "per_frame": one - per_face}
     return out
 
 
@@ -789,6 +794,12 @@ def render(result: dict[str, Any], markdown: bool) -> str:
         lines.append(f"int8 / float Mask-net invoke = {_fmt(r['int8_vs_float_masknet_invoke'])}")
     for k, v in r.get("frame_vs_one_face", {}).items():
         lines.append(f"frame time with {k} faces / with 1 face = {_fmt(v)}")
+    if "cost_split_ms" in r:
+        split = r["cost_split_ms"]
+        lines.append(
+            f"each face adds {split['per_face']:.2f} ms to a frame whose own work is {split['per_frame']:.2f} ms "
+            "(classifiers, crop and tracking per face; detector, decode and tracking per frame)"
+        )
     if len(result["runs"]) > 1:
         lines += ["", comparison_table(result["runs"], markdown)]
     return "\n".join(lines)

@@ -137,6 +137,21 @@ def test_faces_and_threads_lists_compare_every_combination(
     assert result["header"]["threads"] == 1 and result["faces"] == 1
     assert set(result["ratios"]["frame_vs_one_face"]) == {"3"}
     assert "frame time with 3 faces / with 1 face" in printed
+    assert "each face adds" in printed
+
+
+def test_cost_split_is_the_line_through_one_and_most_faces() -> None:
+    from edge.bench import ratios
+
+    def run(faces: int, frame_ms: float) -> dict:
+        return {"variant": "int8", "threads": 2, "input_size": 224, "faces": faces,
+                "overhead_ratio": 1.1, "frame": {"mean_ms": frame_ms}}
+
+    r = ratios([run(1, 2.0), run(2, 3.4), run(4, 6.2)])
+    assert r["frame_vs_one_face"] == {"2": pytest.approx(1.7), "4": pytest.approx(3.1)}
+    # (6.2 - 2.0) / 3 = 1.4 ms per face; 2.0 - 1.4 = 0.6 ms per frame
+    assert r["cost_split_ms"] == {"per_face": pytest.approx(1.4), "per_frame": pytest.approx(0.6)}
+    assert "cost_split_ms" not in ratios([run(1, 2.0)])
 
 
 def test_a_folder_source_times_capture(
