@@ -37,18 +37,11 @@ MAX_BYTES = 3_500_000
 
 
 def _spec(run_dir: Path, task: str, file: Path, kind: str) -> ModelSpec:
-    from convert.quantize import feature_spec, io_quantization
+    from convert.quantize import feature_fields, io_quantization
 
     summary = json.loads((run_dir / "summary.json").read_text())
     quant = json.loads((run_dir / "quantize.json").read_text())
     q = io_quantization(file)
-    shared = quant.get("shared") or {}
-    features = features_of = input_features = None
-    if shared and "features" in q:
-        features = feature_spec(shared, q["features"])
-    if shared.get("features_of"):
-        features_of = shared["features_of"]
-        input_features = feature_spec(shared, q["input"])
     return ModelSpec(
         name=task,
         path=file,
@@ -67,9 +60,7 @@ def _spec(run_dir: Path, task: str, file: Path, kind: str) -> ModelSpec:
         dataset_sha256=summary["dataset_sha256"],
         calibration_sha256=quant["calibration_sha256"] if kind == "int8" else None,
         metrics={},
-        features=features,
-        features_of=features_of,
-        input_features=input_features,
+        **feature_fields(quant.get("shared") or {}, q),
     )
 
 

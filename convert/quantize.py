@@ -155,7 +155,7 @@ def export_role(task: str, cut: str | None, standalone: bool = False) -> str:
     return "reader" if task in FEATURES_OF else "standalone"
 
 
-def feature_spec(shared: dict[str, Any], tensor: dict[str, Any]) -> FeatureSpec:
+def _feature_spec(shared: dict[str, Any], tensor: dict[str, Any]) -> FeatureSpec:
     """The cut as quantize recorded it, with this file's own tensor type and quantization."""
     return FeatureSpec(
         layer=shared["layer"],
@@ -165,6 +165,20 @@ def feature_spec(shared: dict[str, Any], tensor: dict[str, Any]) -> FeatureSpec:
         zero_point=tensor["zero_point"],
         trunk_sha256=shared["trunk_sha256"],
     )
+
+
+def feature_fields(shared: dict[str, Any], q: dict[str, Any]) -> dict[str, Any]:
+    """ModelSpec's ``features`` / ``features_of`` / ``input_features`` for one exported file.
+
+    ``shared`` is the record ``export_form`` returned (empty for a standalone model), ``q`` the
+    file's ``io_quantization``: the int8 and the float file of one run share the first, not the second.
+    """
+    reads = shared.get("features_of")
+    return {
+        "features": _feature_spec(shared, q["features"]) if shared and "features" in q else None,
+        "features_of": reads,
+        "input_features": _feature_spec(shared, q["input"]) if reads else None,
+    }
 
 
 def export_form(

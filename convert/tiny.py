@@ -69,7 +69,7 @@ def build_tiny_models(
         convert_float,
         export_form,
         export_role,
-        feature_spec,
+        feature_fields,
         io_quantization,
         quantize_keras,
         write_bytes,
@@ -108,9 +108,7 @@ def build_tiny_models(
             backbone="tiny-cnn (random weights, tests only)",
             trainable_layers=None,
             metrics={},
-            features=feature_spec(shared, q["features"]) if "features" in q and shared else None,
-            features_of=shared.get("features_of"),
-            input_features=feature_spec(shared, q["input"]) if shared.get("features_of") else None,
+            **feature_fields(shared, q),
         )
     return write_manifest(out_dir, pipeline, specs)
 
