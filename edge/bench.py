@@ -124,6 +124,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "runs/**/export/float/ whose int8 twin matches the shipped sha256, then models/, runs/<task>/)",
     )
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run every combination N times, in turn (1 face, 4 faces, 1 face, ...), and report "
+        "the spread of the ratios; the tables show the first round (default 1)",
+    )
+    parser.add_argument(
         "--markdown", action="store_true", help="print Markdown tables for pasting into an issue"
     )
     parser.add_argument(
@@ -499,7 +507,7 @@ def _progress(total: int, label: str, disabled: bool) -> Any:
 
 
 def measure(
-    cfg: Any, run: RunSpec, scene: Scene | None, args: argparse.Namespace
+    cfg: Any, run: RunSpec, scene: Scene | None, args: argparse.Namespace, round_no: int = 1
 ) -> dict[str, Any]:
     from edge.cascade import Cascade
     from edge.config import load_config
@@ -546,6 +554,8 @@ def measure(
         reset_peak_rss()
         total = args.warmup + frames
         label = f"{run.variant} {run.threads}t {run.faces or 'src'}f"
+        if args.repeat > 1:
+            label += f" round {round_no}/{args.repeat}"
         bar = _progress(total, label, args.no_progress)
         for i in range(total):
             if i == args.warmup:
@@ -755,6 +765,50 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif v is not None:
+            out[f"{prefix}{k}"] = float(v)
+    return out
+
+
+def spread(rounds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """min / median / max of every ratio over the rounds ({"frame_vs_one_face.4": {...}})."""
+    flat = [_flat(r) for r in rounds]
+    keys = [k for k in flat[0] if all(k in f for f in flat)]
+    return {
+        k: {
+            "min": min(f[k] for f in flat),
+            "median": float(np.median([f[k] for f in flat])),
+            "max": max(f[k] for f in flat),
+        }
+        for k in keys
+    }
+
+
+def rounds_table(rounds: list[dict[str, Any]], markdown: bool) -> str:
+    """One row of ratios per round of --repeat."""
+    cols: list[tuple[str, str, int]] = [("frame/invokes", "overhead", 3)]
+    cols += [
+        (f"{k} faces / 1 face", f"frame_vs_one_face.{k}", 2) for k in rounds[0].get("frame_vs_one_face", {})
+    ]
+    if "cost_split_ms" in rounds[0]:
+        cols += [
+            ("each face adds ms", "cost_split_ms.per_face", 2),
+            ("frame's own work ms", "cost_split_ms.per_frame", 2),
+        ]
+    if "int8_vs_float_masknet_invoke" in rounds[0]:
+        cols.append(("int8/float Mask-net", "int8_vs_float_masknet_invoke", 2))
+    rows = []
+    for i, r in enumerate(rounds, 1):
+        flat = _flat(r)
+        rows.append([str(i), *(_fmt(flat.get(key), digits) for _, key, digits in cols)])
+    return _table(["round", *(c[0] for c in cols)], rows, markdown)
+
+
 def render(result: dict[str, Any], markdown: bool) -> str:
     h = result["header"]
     def describe(m: dict[str, Any]) -> str:
@@ -802,6 +856,23 @@ def render(result: dict[str, Any], markdown: bool) -> str:
         )
     if len(result["runs"]) > 1:
         lines += ["", comparison_table(result["runs"], markdown)]
+    rounds = result.get("rounds", [])
+    if len(rounds) > 1:
+        lines += [
+            "",
+            f"{len(rounds)} rounds, each running every combination in turn (the tables above are round 1):",
+            "",
+            rounds_table(rounds, markdown),
+            "",
+        ]
+        for key, label in (("overhead", "frame / invokes"), *(
+            (f"frame_vs_one_face.{k}", f"{k} faces / 1 face") for k in rounds[0].get("frame_vs_one_face", {})
+        )):
+            sp = result["ratios_spread"].get(key)
+            if sp:
+                lines.append(
+                    f"{label}: median {sp['median']:.3f}, min {sp['min']:.3f}, max {sp['max']:.3f}"
+                )
     return "\n".join(lines)
 
 
@@ -818,6 +889,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--frames must be at least 1, got {args.frames}")
     if args.warmup < 0:
         raise ConfigError(f"--warmup must be 0 or more, got {args.warmup}")
+    if args.repeat < 1:
+        raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
     cfg = load_config(args.config)
     threads = _int_list(args.threads, "--threads") if args.threads else [cfg.runtime.threads]
     faces = _int_list(args.faces, "--faces")
@@ -860,7 +933,12 @@ def run(args: argparse.Namespace) -> int:
                 for variant, m in variants:
                     plan.append(RunSpec(variant, m, n, k))
 
-    runs = [measure(cfg, spec, scenes[spec.faces], args) for spec in plan]
+    # round after round of the whole plan, so that a slow spell of a shared machine lands on
+    # every combination instead of on one of them
+    rounds = [
+        [measure(cfg, spec, scenes[spec.faces], args, n) for spec in plan] for n in range(1, args.repeat + 1)
+    ]
+    runs = rounds[0]
     main = runs[0]
     source_desc = f"--source {args.source}" if args.source else scenes[faces[0]].description  # type: ignore[union-attr]
     result: dict[str, Any] = {
@@ -886,7 +964,7 @@ def run(args: argparse.Namespace) -> int:
         "stages": main["stages"],
         "per_frame_ms": main["per_frame_ms"],
         "frame": main["frame"],
-        "rss_peak_mb": max(r["rss_peak_mb"] for r in runs),
+        "rss_peak_mb": max(r["rss_peak_mb"] for rnd in rounds for r in rnd),
         "runs": runs,
     }
     flt = float_twin(runs)
@@ -895,6 +973,9 @@ def run(args: argparse.Namespace) -> int:
             k: flt[k] for k in ("models", "stages", "per_frame_ms", "frame", "frames")
         }
     result["ratios"] = ratios(runs)
+    if args.repeat > 1:
+        result["rounds"] = [ratios(rnd) for rnd in rounds]
+        result["ratios_spread"] = spread(result["rounds"])
 
     text = json.dumps(result, indent=2)
     if args.json == "-":

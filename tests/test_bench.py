@@ -154,6 +154,49 @@ def test_cost_split_is_the_line_through_one_and_most_faces() -> None:
     assert "cost_split_ms" not in ratios([run(1, 2.0)])
 
 
+def test_repeat_runs_every_combination_each_round_and_reports_the_spread(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, bench_models: Path
+) -> None:
+    result, printed = bench(
+        capsys, tmp_path, bench_models, "--frames", "4", "--warmup", "1", "--faces", "1,2", "--repeat", "3"
+    )
+    assert len(result["rounds"]) == 3
+    # the tables and the top-level ratios are round 1's
+    assert result["rounds"][0] == result["ratios"]
+    growth = [r["frame_vs_one_face"]["2"] for r in result["rounds"]]
+    sp = result["ratios_spread"]["frame_vs_one_face.2"]
+    assert sp["min"] == min(growth) and sp["max"] == max(growth)
+    assert sp["median"] == pytest.approx(sorted(growth)[1])
+    assert set(result["ratios_spread"]) >= {"overhead", "cost_split_ms.per_face", "cost_split_ms.per_frame"}
+    assert "3 rounds" in printed and "2 faces / 1 face: median" in printed
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [("--repeat", "--repeat must be at least 1, got 0"), ("--frames", "--frames must be at least 1, got 0")],
+)
+def test_counts_below_one_are_refused_by_name(
+    capsys: pytest.CaptureFixture[str], option: str, message: str
+) -> None:
+    assert main(["bench", option, "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"masknet bench: error: {message}"]
+
+
+def test_spread_of_known_rounds() -> None:
+    from edge.bench import spread
+
+    rounds = [
+        {"overhead": 1.2, "frame_vs_one_face": {"4": 3.1}},
+        {"overhead": 1.3, "frame_vs_one_face": {"4": 2.9}},
+        {"overhead": 1.1, "frame_vs_one_face": {"4": 3.0}, "int8_vs_float_masknet_invoke": 0.5},
+    ]
+    sp = spread(rounds)
+    assert sp["overhead"] == {"min": 1.1, "median": pytest.approx(1.2), "max": 1.3}
+    assert sp["frame_vs_one_face.4"] == {"min": 2.9, "median": pytest.approx(3.0), "max": 3.1}
+    assert "int8_vs_float_masknet_invoke" not in sp  # only what every round measured
+
+
 def test_a_folder_source_times_capture(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, bench_models: Path
 ) -> None:
