@@ -865,9 +865,10 @@ def render(result: dict[str, Any], markdown: bool) -> str:
             rounds_table(rounds, markdown),
             "",
         ]
-        for key, label in (("overhead", "frame / invokes"), *(
+        headline = [("overhead", "frame / invokes")] + [
             (f"frame_vs_one_face.{k}", f"{k} faces / 1 face") for k in rounds[0].get("frame_vs_one_face", {})
-        )):
+        ]
+        for key, label in headline:
             sp = result["ratios_spread"].get(key)
             if sp:
                 lines.append(
