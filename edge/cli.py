@@ -43,8 +43,12 @@ def _top_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = _top_parser()
-    if not argv or argv[0].startswith("-"):
-        top.parse_args(argv or ["--help"])
+    if not argv:
+        # a command is required: show what there is, and say it was a usage error
+        top.print_help(sys.stderr)
+        return 2
+    if argv[0].startswith("-"):
+        top.parse_args(argv)
         return 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

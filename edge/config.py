@@ -67,6 +67,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "camera.max_failures": (_positive, "a positive integer"),
     "camera.reopen_backoff_s": (_non_negative, "seconds >= 0"),
     "camera.reopen_backoff_max_s": (_non_negative, "seconds >= 0"),
+    "camera.open_timeout_s": (_positive, "seconds > 0"),
     "detector.name": (lambda v: v.strip() != "", "a detector name"),
     "detector.model": (lambda v: True, "a .tflite path or \"\""),
     "detector.score_threshold": (_unit, "between 0 and 1"),
@@ -123,6 +124,7 @@ class CameraConfig:
     max_failures: int
     reopen_backoff_s: float
     reopen_backoff_max_s: float
+    open_timeout_s: float
 
 
 @dataclass(frozen=True)

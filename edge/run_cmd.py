@@ -1,23 +1,28 @@
 """``masknet run``: the door monitor. camera -> faces -> verdict -> LEDs, buzzer and event log.
 
-Exit status: 0 when the source ended, --max-frames was reached or SIGTERM/SIGINT stopped it;
-2 for a configuration, model or GPIO problem; 3 when the camera failed for good (systemd
-restarts the service). Every problem a user can cause is reported as one line on stderr.
+Exit status: 0 when the source ended or --max-frames was reached; 2 for a configuration, model or
+GPIO problem; 3 when the camera failed for good (systemd restarts the service); 128 + the signal
+number when SIGINT (130), SIGTERM (143) or SIGHUP (129) stopped it, at any moment, within about
+a second (edge/stop.py), outputs off and events flushed. Every problem a user can cause, and
+every stop, is reported as one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
-import signal
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from edge.config import Config, load_config
+from edge.native_stderr import NativeStderr
+from edge.stop import Stopped, StopSignals, exit_status, signal_name
 
 log = logging.getLogger("edge.run")
 
@@ -53,33 +58,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in pairs.items() if v is not None}
 
 
-class _Stop:
-    """SIGTERM/SIGINT ask the frame loop to stop after the current frame; a second one forces it."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.signal is not None:
-            raise KeyboardInterrupt
-        self.signal = signum
-
-
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("masknet run: %(levelname)s: %(message)s"))
     root = logging.getLogger("edge")
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    # MASKNET_DEBUG=1 also shows the native libraries' messages (edge/native_stderr.py)
+    root.setLevel(logging.DEBUG if os.environ.get("MASKNET_DEBUG") else logging.INFO)
     root.propagate = False
 
 
@@ -122,60 +107,150 @@ def frame_loop(
     should_stop: Callable[[], bool] = lambda: False,
     preview: Any = None,
     on_frame: Callable[[int], None] | None = None,
+    stop: StopSignals | None = None,
 ) -> int:
     """Read and process frames until the source ends, ``max_frames`` or ``should_stop()``.
 
     Returns the number of frames processed. ``on_frame(n)`` is called after frame n (soak tests
-    sample memory there).
+    sample memory there). With ``stop``, a signal lets the current frame finish (its event line is
+    written whole) and ends the loop before the next read.
     """
     from edge.timing import CAPTURE
 
     timer = pipeline.timer
     frames = 0
+    step = stop.deferred if stop is not None else contextlib.nullcontext
     while not should_stop() and (max_frames is None or frames < max_frames):
+        if stop is not None and stop.signal is not None:
+            break
         t = timer.start()
         frame = source.read()
         if frame is None:
             break
         timer.stop(CAPTURE, t)
-        results = pipeline.process(frame)
-        frames += 1
-        if preview is not None and not preview.update(frame, results):
+        with step():
+            results = pipeline.process(frame)
+            frames += 1
+            shown = preview is None or preview.update(frame, results)
+        if not shown:
             break
         if on_frame is not None:
             on_frame(frames)
     return frames
 
 
-def _summary(outcome: str, source: Any, pipeline: Any, started: float) -> None:
-    elapsed = max(time.monotonic() - started, 1e-9)
-    log.info(
-        "%s: %d frames in %.1f s (%.1f FPS), %d events, %d camera reopens",
-        outcome, pipeline.frames, elapsed, pipeline.frames / elapsed, pipeline.event_count, source.reopens,
-    )
-    stages = ", ".join(f"{name} {st.mean_ms:.1f}" for name, st in pipeline.timer.summary().items())
-    if stages:
-        log.info("mean ms per call: %s", stages)
+class _Door:
+    """What a run has switched on, and the one way to switch it off (from either thread)."""
+
+    def __init__(self) -> None:
+        self.indicators: Any = None
+        self.events: Any = None
+        self.source: Any = None
+        self.preview: Any = None
+        self.pipeline: Any = None
+        self.phase = "during start-up"
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def shutdown(self, outcome: str) -> None:
+        """Outputs off first (the door must not stay red), then the camera, events, preview."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for closer in (self.indicators, self.source, self.events, self.preview):
+                if closer is not None:
+                    try:
+                        closer.close()
+                    except Exception as exc:  # keep closing the rest
+                        log.warning("while shutting down: %s", exc)
+            self._report(outcome)
+
+    def force(self, signum: int) -> None:
+        """From the stop watcher while the main thread is stuck in a blocking call (camera open or
+        read): outputs off and events flushed; the camera is left to the process exit, since
+        releasing it under the blocked call is not safe."""
+        if not self._lock.acquire(timeout=0.5):
+            return  # the main thread is already shutting down; the exit follows regardless
+        try:
+            if self._closed:
+                return
+            self._closed = True
+            for closer in (self.indicators, self.events):
+                if closer is not None:
+                    with contextlib.suppress(Exception):
+                        closer.close()
+            self._report(f"stopped by {signal_name(signum)}", forced=True)
+        finally:
+            self._lock.release()
+
+    def _report(self, outcome: str, forced: bool = False) -> None:
+        pipeline = self.pipeline
+        why = " (a blocking call did not return in time; forced)" if forced else ""
+        if pipeline is None or not pipeline.frames:
+            if outcome != "stopped by an error":
+                log.info("%s %s, before the first frame%s", outcome, self.phase, why)
+            return
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        events = self.events
+        lost = f", {events.dropped} lost" if events is not None and events.dropped else ""
+        reopens = self.source.reopens if self.source is not None else 0
+        log.info(
+            "%s%s: %d frames in %.1f s (%.1f FPS), %d events%s, %d camera reopens",
+            outcome, why, pipeline.frames, elapsed, pipeline.frames / elapsed,
+            events.count if events is not None else pipeline.event_count, lost, reopens,
+        )
+        stages = ", ".join(f"{name} {st.mean_ms:.1f}" for name, st in pipeline.timer.summary().items())
+        if stages:
+            log.info("mean ms per call: %s", stages)
 
 
 def run(args: argparse.Namespace) -> int:
+    native = NativeStderr().install()
+    try:
+        _setup_logging()
+        return _run_door(args)
+    finally:
+        native.restore()
+
+
+def _run_door(args: argparse.Namespace) -> int:
+    door = _Door()
+    stop = StopSignals(on_force=door.force)
+    stop.install()
+    outcome = "stopped by an error"
+    try:
+        _run(args, door, stop)
+        outcome = "done"
+    except Stopped:
+        pass
+    finally:
+        if stop.signal is not None:
+            outcome = f"stopped by {signal_name(stop.signal)}"
+        with stop.deferred():
+            door.shutdown(outcome)
+        stop.restore()
+    return exit_status(stop.signal) if stop.signal is not None else 0
+
+
+def _run(args: argparse.Namespace, door: _Door, stop: StopSignals) -> None:
     cfg = load_config(args.config, _overrides(args))
     if args.print_config:
         sys.stdout.write(cfg.to_toml())
-        return 0
+        return
     if args.max_frames is not None and args.max_frames < 1:
         from edge.errors import ConfigError
 
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames}")
-    _setup_logging()
 
     from edge.indicators import Indicators
 
     if args.test_outputs:
-        with Indicators(cfg.indicators) as ind:
-            log.info("outputs on %s pins", ind.mode)
-            ind.test_outputs()
-        return 0
+        door.indicators = Indicators(cfg.indicators)
+        log.info("outputs on %s pins", door.indicators.mode)
+        door.indicators.test_outputs()
+        return
 
     from edge.events import EventLog
     from edge.preview import Preview
@@ -183,46 +258,31 @@ def run(args: argparse.Namespace) -> int:
     from edge.timing import StageTimer
 
     # models first: a broken model is reported before any pin or camera is touched
+    log.info("starting: loading the models")
     pipeline = build_pipeline(cfg, timer=StageTimer(capacity=256))
-    stop = _Stop()
-    indicators = source = events = preview = None
-    outcome = "stopped by an error"
-    started = time.monotonic()
-    try:
-        indicators = Indicators(cfg.indicators)
-        source = ReopeningSource(
-            make_source(cfg.camera.source, cfg.camera),
-            max_failures=cfg.camera.max_failures,
-            backoff_s=cfg.camera.reopen_backoff_s,
-            backoff_max_s=cfg.camera.reopen_backoff_max_s,
-        )
-        source.open()
-        events = EventLog(
-            cfg.events.output, cfg.events.max_bytes, cfg.events.backups, cfg.events.save_crops,
-            cfg.events.crops_dir, cfg.events.max_crops,
-        )
-        preview = Preview(cfg.preview) if cfg.preview.enabled else None
-        pipeline.indicators = indicators
-        pipeline.events = events
-        log.info(
-            "running: %s, %s pipeline, %s pins, events to %s",
-            source.description, pipeline.cascade.pipeline, indicators.mode,
-            "stdout" if cfg.events.output == "-" else cfg.events.output,
-        )
-        stop.install()
-        frame_loop(source, pipeline, args.max_frames, lambda: stop.signal is not None, preview)
-        outcome = {signal.SIGTERM: "stopped by SIGTERM", signal.SIGINT: "stopped by SIGINT"}.get(
-            stop.signal, "done"  # type: ignore[arg-type]
-        )
-    finally:
-        stop.restore()
-        # outputs off first: whatever went wrong, the door must not stay red
-        for closer in (indicators, source, events, preview):
-            if closer is not None:
-                try:
-                    closer.close()
-                except Exception as exc:  # keep closing the rest
-                    log.warning("while shutting down: %s", exc)
-        if pipeline.frames:
-            _summary(outcome, source, pipeline, started)
-    return 130 if stop.signal == signal.SIGINT else 0
+    door.indicators = Indicators(cfg.indicators)
+    door.events = EventLog(
+        cfg.events.output, cfg.events.max_bytes, cfg.events.backups, cfg.events.save_crops,
+        cfg.events.crops_dir, cfg.events.max_crops,
+    )
+    door.phase = "while opening the camera"
+    source = ReopeningSource(
+        make_source(cfg.camera.source, cfg.camera),
+        max_failures=cfg.camera.max_failures,
+        backoff_s=cfg.camera.reopen_backoff_s,
+        backoff_max_s=cfg.camera.reopen_backoff_max_s,
+    )
+    door.source = source
+    source.open()
+    door.preview = Preview(cfg.preview) if cfg.preview.enabled else None
+    pipeline.indicators = door.indicators
+    pipeline.events = door.events
+    door.pipeline = pipeline
+    door.phase = "while reading the camera"
+    door.started = time.monotonic()
+    log.info(
+        "running: %s, %s pipeline, %s pins, events to %s",
+        source.description, pipeline.cascade.pipeline, door.indicators.mode,
+        "stdout" if cfg.events.output == "-" else cfg.events.output,
+    )
+    frame_loop(source, pipeline, args.max_frames, preview=door.preview, stop=stop)

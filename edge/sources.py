@@ -84,6 +84,10 @@ class FrameSource:
 
 @functools.cache
 def _cv2():  # noqa: ANN202 - cv2 has no useful type
+    # ffmpeg reads its log level when the first capture opens; "-8" (quiet) keeps "moov atom not
+    # found" and the like off stderr: we say what went wrong in our own line. setdefault: a user
+    # debugging a stream can still set it.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
     # OpenCV logs probing failures (e.g. a missing /dev/video0) as warnings on stderr; we report
@@ -128,10 +132,14 @@ class FolderSource(FrameSource):
         cv2 = _cv2()
         while True:
             if self._pos >= len(self._files):
+                if self._good_in_pass == 0:
+                    # a folder of only unreadable images is not "done": nothing was checked
+                    raise SourceError(
+                        f"camera.source {self.folder}: no frame could be read (none of its "
+                        f"{len(self._files)} images is a readable image)"
+                    )
                 if not self.loop:
                     return None
-                if self._good_in_pass == 0:
-                    raise SourceFailure(f"none of the {len(self._files)} images in {self.folder} is readable")
                 self._pos = 0
                 self._good_in_pass = 0
             path = self._files[self._pos]
@@ -163,9 +171,11 @@ class OpenCVSource(FrameSource):
         height: int = 720,
         fps: int = 15,
         loop: bool = False,
+        open_timeout_s: float = 10.0,
     ) -> None:
         self.target = target
         self.width, self.height, self.fps = width, height, fps
+        self.open_timeout_s = open_timeout_s
         self.is_file = isinstance(target, str) and not target.startswith(URL_SCHEMES)
         self.loop = loop
         self.finite = self.is_file and not loop
@@ -178,14 +188,35 @@ class OpenCVSource(FrameSource):
         self._cap = None
         self._bgr: np.ndarray | None = None
         self._rgb: np.ndarray | None = None
+        self.expected_frames = 0  # a file's frame count as its container states it (0: unknown)
+        self._in_pass = 0  # frames read since the file (re)started
 
     def open(self) -> None:
         cv2 = _cv2()
         self.close()
-        cap = cv2.VideoCapture(self.target)
+        t0 = time.monotonic()
+        if self.is_file or isinstance(self.target, int):
+            cap = cv2.VideoCapture(self.target)
+        else:
+            # a server that accepts and never answers would hold ffmpeg for its own 30 s
+            log.info("connecting to %s (camera.open_timeout_s %g s)", self.description, self.open_timeout_s)
+            ms = int(self.open_timeout_s * 1000)
+            cap = cv2.VideoCapture(
+                self.target, cv2.CAP_FFMPEG,
+                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
+            )
         if not cap.isOpened():
             cap.release()
-            raise SourceFailure(f"cannot open {self.description}")
+            waited = time.monotonic() - t0
+            why = (
+                f" (no answer within {self.open_timeout_s:g} s, camera.open_timeout_s)"
+                if not self.is_file and not isinstance(self.target, int) and waited >= 0.9 * self.open_timeout_s
+                else ""
+            )
+            raise SourceFailure(f"cannot open {self.description}{why}")
+        if self.is_file:
+            self.expected_frames = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+            self._in_pass = 0
         if isinstance(self.target, int):
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
@@ -200,21 +231,36 @@ class OpenCVSource(FrameSource):
             raise SourceFailure(f"{self.description} is not open")
         ok, bgr = self._cap.read(self._bgr)
         if not ok or bgr is None:
-            if self.is_file:
-                if not self.loop:
-                    return None
-                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                ok, bgr = self._cap.read(self._bgr)
-                if not ok or bgr is None:
-                    raise SourceFailure(f"{self.description} has no readable frames")
-            else:
+            if not self.is_file:
                 raise SourceFailure(f"{self.description} stopped delivering frames")
+            if not self._file_ended():
+                return None
+            self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            self._in_pass = 0
+            ok, bgr = self._cap.read(self._bgr)
+            if not ok or bgr is None:
+                raise SourceFailure(f"{self.description} has no readable frames")
+        self._in_pass += 1
         t = time.monotonic()
         self._bgr = bgr
         if self._rgb is None or self._rgb.shape != bgr.shape:
             self._rgb = np.empty_like(bgr)
         cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=self._rgb)
         return Frame(image=self._rgb, timestamp=t)
+
+    def _file_ended(self) -> bool:
+        """At the end of a video file: whether to play it again (``loop`` and the file whole)."""
+        read, expected = self._in_pass, self.expected_frames
+        if read == 0:
+            raise SourceError(f"camera.source {self.target}: no frame could be read from this video file")
+        # the container's count can be an estimate from the duration: allow 1 % and a frame
+        broken = expected > 0 and read < expected * 0.99 - 1
+        if broken:
+            log.warning(
+                "%s: stream ended early (%d of %d frames)%s", self.description, read, expected,
+                "; not looping a broken file" if self.loop else "",
+            )
+        return self.loop and not broken
 
     def close(self) -> None:
         if self._cap is not None:
@@ -364,7 +410,7 @@ def make_source(spec: str, camera: CameraConfig) -> FrameSource:
     if spec.isdigit():
         return OpenCVSource(int(spec), camera.width, camera.height, camera.fps)
     if spec.startswith(URL_SCHEMES):
-        return OpenCVSource(spec, camera.width, camera.height, camera.fps)
+        return OpenCVSource(spec, camera.width, camera.height, camera.fps, open_timeout_s=camera.open_timeout_s)
     path = Path(spec).expanduser()
     if path.is_dir():
         return FolderSource(path, loop=camera.loop)
