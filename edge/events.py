@@ -1,4 +1,4 @@
-"""The event log: one JSON line per committed verdict, to stdout or a size-rotated file.
+"""The event log: one JSON line per committed verdict (a track's first, and each change), to stdout or a size-rotated file.
 
 Each line is flushed as it is written: events are rare (one per person per visit) and a power
 cut at the door must not lose the ones already reported. Face crops are not saved unless
@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import stat
 import sys
 import time
 from collections import deque
@@ -38,6 +39,9 @@ class Event:
     latency_ms: float  # frame capture -> verdict committed
     advice: str
     timestamp: float  # wall clock, seconds since the epoch
+    # a change of a committed verdict: what the track showed before (None for its first verdict)
+    previous_class_id: str | None = None
+    previous_sub_type: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -52,6 +56,8 @@ class Event:
             "frame": self.frame,
             "latency_ms": round(float(self.latency_ms), 2),
             "advice": self.advice,
+            "previous_class_id": self.previous_class_id,
+            "previous_sub_type": self.previous_sub_type,
         }
 
 
@@ -74,14 +80,19 @@ class EventLog:
         self.crops_dir = Path(crops_dir)
         self.max_crops = max_crops
         self._crops: deque[Path] = deque()
-        self.count = 0
-        self.dropped = 0
+        self.count = 0  # lines written
+        self.dropped = 0  # lines lost (disk full, a closed stdout pipe): counted apart
         self._last_warning = -float("inf")
         self._path: Path | None = None if output == "-" else Path(output)
         self._stream: TextIO | None = None
         self._size = 0
+        # a regular file is locked, rotated and fsynced; /dev/null, a FIFO or a tty is only written
+        self._regular = False
+        self._lock_fd: int | None = None
+        self._lock_path = Path()
         if self._path is not None:
             self._open()
+            self._lock()
         if save_crops:
             try:
                 self.crops_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +114,37 @@ class EventLog:
                 f"events.output: cannot write {self._path} ({exc.strerror}); "
                 "choose a writable file or '-' for stdout"
             ) from None
-        self._size = self._stream.tell()
+        mode = os.fstat(self._stream.fileno()).st_mode
+        self._regular = stat.S_ISREG(mode)
+        self._size = self._stream.tell() if self._regular else 0
+
+    def _lock(self) -> None:
+        """One writer per event file: two runs appending to one file would interleave lines and
+        reuse each other's track ids. The lock is a side file, so it survives rotation."""
+        if not self._regular:
+            return
+        import fcntl
+
+        assert self._path is not None
+        lock_path = self._path.with_name(f".{self._path.name}.lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(f"events.output: cannot create the lock file {lock_path} ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            self.close()
+            raise ConfigError(
+                f"events.output: {self._path} is being written by another masknet run"
+                f"{f' (pid {owner})' if owner else ''}; stop it or give this run its own --events file"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+        self._lock_path = lock_path
 
     def _rotate(self) -> None:
         assert self._path is not None and self._stream is not None
@@ -142,14 +183,21 @@ class EventLog:
 
     def _write_line(self, line: str) -> None:
         if self._path is None:
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # the reader went away (`masknet run | head`): later events are lost, not errors;
+                # stdout now goes nowhere, so the interpreter's own flush at exit stays quiet
+                with contextlib.suppress(OSError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise
             return
         if self._stream is None:
             self._open()
         assert self._stream is not None
         n = len(line.encode("utf-8"))
-        if self._size > 0 and self._size + n > self.max_bytes:
+        if self._regular and self._size > 0 and self._size + n > self.max_bytes:
             self._rotate()
         self._stream.write(line)
         self._stream.flush()
@@ -174,10 +222,24 @@ class EventLog:
             stream.flush()
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
-            self._stream.close()
-            self._stream = None
-        elif self._path is None:
-            sys.stdout.flush()
+        """Flush (and fsync a regular file); safe to call twice."""
+        try:
+            if self._stream is not None:
+                stream, self._stream = self._stream, None
+                try:
+                    stream.flush()
+                    if self._regular:
+                        os.fsync(stream.fileno())
+                finally:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+            elif self._path is None:
+                with contextlib.suppress(BrokenPipeError):
+                    sys.stdout.flush()
+        finally:
+            if self._lock_fd is not None:
+                # removed while still held, so no other run can take a file about to vanish
+                with contextlib.suppress(OSError):
+                    self._lock_path.unlink()
+                os.close(self._lock_fd)
+                self._lock_fd = None

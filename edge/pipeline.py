@@ -39,7 +39,7 @@ class FaceResult:
     verdict: Verdict  # this frame's classifier answer
     track_id: int
     committed: Verdict | None  # the track's committed verdict after this frame
-    new_event: bool  # this frame committed the track's first verdict (an event was logged)
+    new_event: bool  # this frame committed a verdict for the track, its first or a change (an event was logged)
 
 
 class Pipeline:
@@ -140,10 +140,12 @@ class Pipeline:
         for u, face in zip(updates, faces, strict=True):
             verdict = verdicts[u.index]
             assert verdict is not None
-            if u.new_event:
-                self._log_event(u.track.id, u.track.committed, boxes[u.index], number, frame.timestamp, crops[u.index])
+            if u.changed:
+                self._log_event(
+                    u.track.id, u.track.committed, boxes[u.index], number, frame.timestamp, crops[u.index], u.previous
+                )
             results.append(
-                FaceResult(face, boxes[u.index], verdict, u.track.id, u.track.committed, u.new_event)
+                FaceResult(face, boxes[u.index], verdict, u.track.id, u.track.committed, u.changed)
             )
 
         if self.indicators is not None:
@@ -160,6 +162,7 @@ class Pipeline:
         number: int,
         captured: float,
         crop: np.ndarray | None,
+        previous: Verdict | None = None,
     ) -> None:
         assert verdict is not None
         self.event_count += 1
@@ -175,6 +178,8 @@ class Pipeline:
             latency_ms=(self.clock() - captured) * 1000.0,
             advice=verdict.advice,
             timestamp=self.wall_clock(),
+            previous_class_id=previous.class_id if previous is not None else None,
+            previous_sub_type=previous.sub_type if previous is not None else None,
         )
         self.events.write(event, crop)
 

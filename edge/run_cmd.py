@@ -194,12 +194,11 @@ class _Door:
             return
         elapsed = max(time.monotonic() - self.started, 1e-9)
         events = self.events
-        lost = f", {events.dropped} lost" if events is not None and events.dropped else ""
+        written, lost = (events.count, events.dropped) if events is not None else (0, 0)
         reopens = self.source.reopens if self.source is not None else 0
         log.info(
-            "%s%s: %d frames in %.1f s (%.1f FPS), %d events%s, %d camera reopens",
-            outcome, why, pipeline.frames, elapsed, pipeline.frames / elapsed,
-            events.count if events is not None else pipeline.event_count, lost, reopens,
+            "%s%s: %d frames in %.1f s (%.1f FPS), %d events written, %d lost, %d camera reopens",
+            outcome, why, pipeline.frames, elapsed, pipeline.frames / elapsed, written, lost, reopens,
         )
         stages = ", ".join(f"{name} {st.mean_ms:.1f}" for name, st in pipeline.timer.summary().items())
         if stages:

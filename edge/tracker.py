@@ -10,8 +10,9 @@ committed verdict per person:
 * a committed verdict is only replaced after ``change_frames`` frames in a row of another class
   (hysteresis: the lights do not flicker between two answers);
 * verdicts scoring below ``min_score`` neither count towards nor break a streak;
-* the first commit of a track is its event (``TrackUpdate.new_event``); later changes move the
-  lights but do not log again: one event per person per visit;
+* the first commit of a track is ``TrackUpdate.new_event``; it and every later change are
+  ``TrackUpdate.changed`` (with ``previous``, the verdict it replaced): the pipeline logs an event
+  for each, so the event file tells what the lights told;
 * a track unseen for ``expire_frames`` frames or ``expire_seconds`` seconds has left.
 """
 
@@ -57,6 +58,7 @@ class TrackUpdate:
     verdict: Verdict | None  # this frame's verdict (None when not classified)
     new_event: bool  # the track committed its first verdict on this frame
     changed: bool  # the committed verdict changed on this frame (first commit included)
+    previous: Verdict | None = None  # the committed verdict this frame's change replaced
 
 
 class Tracker:
@@ -114,8 +116,9 @@ class Tracker:
                 tr.hits += 1
                 tr.missed = 0
             seen.add(tr.id)
+            previous = tr.committed
             new_event, changed = self._decide(tr, verdicts[i], t)
-            updates.append(TrackUpdate(tr, i, verdicts[i], new_event, changed))
+            updates.append(TrackUpdate(tr, i, verdicts[i], new_event, changed, previous if changed else None))
 
         kept: list[Track] = []
         for tr in self.tracks:

@@ -45,6 +45,8 @@ def test_one_json_line_per_event_with_every_field(tmp_path: Path) -> None:
         "frame": 42,
         "latency_ms": 12.35,
         "advice": "Please put on a mask",
+        "previous_class_id": None,
+        "previous_sub_type": None,
     }
 
 
