@@ -219,6 +219,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8; a Latin-1 accent in a comment is enough to get here
+        bad = exc.object[exc.start : exc.start + 1].hex()
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{bad} at offset {exc.start}, line {line}); "
+            "save the file as UTF-8"
+        ) from None
 
 
 def default_tree() -> dict[str, Any]:
@@ -261,6 +269,8 @@ def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
     else:  # pragma: no cover - the defaults only hold the types above
         ok = False
     if not ok:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: '{key}' must be a finite number, got {value!r}")
         raise ConfigError(
             f"{where}: '{key}' must be {_type_name(default)}, got {_type_name(value)} {value!r}"
         )
