@@ -1,9 +1,11 @@
 """``masknet doctor``: is this machine ready to run the door monitor?
 
-Checks, in the order a user would fix them: the TFLite runtime, the model files (third-party ones
-against ``models/THIRD_PARTY.sha256``, trained ones against ``models/manifest.json``), the camera
-back ends and the GPIO pin factory. Prints one line per finding and exits non-zero when anything
-would stop ``masknet run``; never a traceback.
+Checks, in the order a user would fix them: the config, the TFLite runtime, the model files
+(third-party ones against ``models/THIRD_PARTY.sha256``, trained ones against
+``models/manifest.json``), then builds the pipeline exactly as ``masknet run`` builds it for the
+same ``--config`` / ``--models`` (manifest, classifiers with their shape checks, detector), then
+the camera back ends and the GPIO pin factory. Prints one line per finding and exits non-zero when
+anything would stop ``masknet run``; never a traceback.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from edge import __version__
+from edge.config import Config
 from edge.errors import MasknetError
 from edge.paths import (
     DETECTOR_MODEL,
     THIRD_PARTY_SHA256,
+    detector_path,
     models_dir,
     sha256_file,
     third_party_hashes,
@@ -143,23 +147,25 @@ def _smoke_test(report: Report, path: Path) -> None:
     report.add("models", OK, f"{path.name}: loads and runs ({ms:.1f} ms for one invoke, 1 thread)")
 
 
-def check_trained(report: Report, folder: Path) -> None:
+def check_trained(report: Report, folder: Path) -> bool:
+    """The manifest and each model's bytes; False when there is no usable manifest."""
     from edge.manifest import MANIFEST_NAME, load_manifest, verify_model
 
     manifest_path = folder / MANIFEST_NAME
     if not manifest_path.is_file():
+        # `masknet run` refuses to start without it, so this is a failure, not a note
         report.add(
             "models",
-            MISSING,
+            FAIL,
             f"trained models: {manifest_path} not found (export them with `masknet export`, or pull "
             "the models that ship with the repository)",
         )
-        return
+        return False
     try:
         manifest = load_manifest(folder, verify=False)
     except MasknetError as exc:
         report.add("models", FAIL, str(exc))
-        return
+        return False
     used = {spec.name for spec in manifest.pipeline_models}
     for spec in manifest.models.values():
         try:
@@ -179,6 +185,30 @@ def check_trained(report: Report, folder: Path) -> None:
             OK,
             f"{spec.path.name}: {spec.task}, {takes}, sha256 {_short(spec.sha256)} matches {MANIFEST_NAME} ({role})",
         )
+    return True
+
+
+def check_build(report: Report, cfg: Config) -> None:
+    """Build the pipeline as `masknet run` does: every classifier loaded and its input and outputs
+    checked against the manifest, and the detector loaded. Pins and camera are not touched."""
+    from edge.run_cmd import build_pipeline
+
+    t0 = time.perf_counter()
+    try:
+        pipeline = build_pipeline(cfg)
+    except MasknetError as exc:
+        report.add("models", FAIL, f"`masknet run` would stop: {exc}")
+        return
+    ms = (time.perf_counter() - t0) * 1e3
+    files = [pipeline.cascade.first.spec.path.name]
+    if pipeline.cascade.imasknet is not None:
+        files.append(pipeline.cascade.imasknet.spec.path.name)
+    report.add(
+        "models",
+        OK,
+        f"pipeline builds as `masknet run` builds it ({ms:.0f} ms): {pipeline.cascade.pipeline} "
+        f"{' + '.join(files)} load and match the manifest's shapes; detector {cfg.detector.name}",
+    )
 
 
 def check_camera(report: Report) -> None:
@@ -279,7 +309,9 @@ def check_gpio(report: Report) -> None:
     report.add("gpio", OK, f"gpiozero {_dist_version('gpiozero')}: {name} ({via})")
 
 
-def diagnose(folder: Path | None = None) -> Report:
+def diagnose(folder: Path | None = None, config: Path | None = None) -> Report:
+    from edge.config import load_config
+
     report = Report()
     board = device_model() or "no device tree"
     report.add(
@@ -288,17 +320,40 @@ def diagnose(folder: Path | None = None) -> Report:
         f"masknet-edge {__version__}, Python {platform.python_version()}, {platform.system()} "
         f"{platform.machine()} ({board}), {os.cpu_count()} CPU cores",
     )
+    cfg: Config | None = None
+    try:
+        # the overrides `masknet run --models DIR` makes, so both resolve the same files
+        cfg = load_config(config, {"classifier.models_dir": str(folder)} if folder is not None else None)
+    except MasknetError as exc:
+        report.add("config", FAIL, str(exc))
+    else:
+        report.add("config", OK, f"{config}: valid" if config is not None else "the documented defaults (no --config)")
     runtime = check_runtime(report)
+    if cfg is not None and cfg.classifier.models_dir:
+        folder = Path(cfg.classifier.models_dir).expanduser()
     folder = Path(folder) if folder is not None else models_dir()
     report.add("models", OK, f"folder {folder}")
-    check_third_party(report, folder, runtime)
-    check_trained(report, folder)
+    detector = detector_path(cfg.detector.model if cfg is not None else "", folder)
+    report.add("models", OK, f"detector {detector} (the file `masknet run` uses with this config)")
+    # the third-party files are checked where the detector comes from (the default models folder
+    # when the --models folder holds only classifiers)
+    check_third_party(report, folder if detector.parent == folder else detector.parent, runtime)
+    manifest_ok = check_trained(report, folder)
+    if runtime is not None and cfg is not None and manifest_ok:
+        check_build(report, cfg)
     check_camera(report)
     check_gpio(report)
     return report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the TOML config `masknet run` uses (default: the documented defaults)",
+    )
     parser.add_argument(
         "--models",
         type=Path,
@@ -309,7 +364,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = diagnose(args.models)
+    from edge.native_stderr import NativeStderr
+
+    # the runtime's "Created TensorFlow Lite XNNPACK delegate" and the like stay out of the report
+    native = NativeStderr().install()
+    try:
+        report = diagnose(args.models, args.config)
+    finally:
+        native.restore()
     print(report.render())
     failures = report.failures
     if failures:

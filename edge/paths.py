@@ -27,6 +27,19 @@ def models_dir() -> Path:
     return repo_root() / "models"
 
 
+def detector_path(configured: str = "", folder: Path | str | None = None) -> Path:
+    """The detector file ``masknet run`` and ``masknet doctor`` both use: ``detector.model`` when
+    set, else the one in the models folder (``--models`` / ``classifier.models_dir``), else the
+    one install.sh put in the default models folder (a folder of exported classifiers alone)."""
+    if configured:
+        return Path(configured).expanduser()
+    if folder is not None:
+        candidate = Path(folder).expanduser() / DETECTOR_MODEL
+        if candidate.is_file():
+            return candidate
+    return models_dir() / DETECTOR_MODEL
+
+
 def third_party_hashes(path: Path | None = None) -> dict[str, str]:
     """File name -> expected sha256 (lower-case hex) from ``models/THIRD_PARTY.sha256``.
 

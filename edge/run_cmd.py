@@ -73,7 +73,7 @@ def build_pipeline(cfg: Config, indicators: Any = None, events: Any = None, time
     from edge.cascade import Cascade
     from edge.detector import create_detector
     from edge.manifest import load_manifest
-    from edge.paths import models_dir
+    from edge.paths import DETECTOR_MODEL, detector_path, models_dir
     from edge.pipeline import Pipeline
     from edge.timing import NULL_TIMER
     from edge.tracker import Tracker
@@ -86,8 +86,10 @@ def build_pipeline(cfg: Config, indicators: Any = None, events: Any = None, time
         "min_face_size": cfg.detector.min_face_size,
         "num_threads": cfg.runtime.threads,
     }
-    if cfg.detector.model:
-        options["model_path"] = Path(cfg.detector.model).expanduser()
+    # the same file `masknet doctor` checks for this config; the detector's own default otherwise
+    detector_file = detector_path(cfg.detector.model, mdir)
+    if detector_file != models_dir() / DETECTOR_MODEL:
+        options["model_path"] = detector_file
     detector = create_detector(cfg.detector.name, **options)
     return Pipeline(
         detector,
