@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_edge_helpers import assert_clean_failure, classifier_models, masknet
 
 from edge.doctor import device_model, is_raspberry_pi
 from edge.manifest import write_manifest
@@ -32,8 +34,9 @@ def doctor(*args: str, models: Path | None = None) -> subprocess.CompletedProces
 
 
 @pytest.fixture
-def models_copy(tmp_path: Path) -> Path:
-    """The third-party models as install.sh leaves them, in a folder the test may damage."""
+def models_copy(tmp_path: Path, pytestconfig: pytest.Config) -> Path:
+    """A complete models folder as install.sh and `masknet export` leave it (third-party files and
+    the trained classifiers with their manifest), in a folder the test may damage."""
     source = models_dir()
     for name in (DETECTOR_MODEL, LANDMARK_MODEL):
         assert (source / name).is_file(), f"{source / name} is missing: run ./install.sh first"
@@ -41,10 +44,19 @@ def models_copy(tmp_path: Path) -> Path:
     folder.mkdir()
     for name in (DETECTOR_MODEL, LANDMARK_MODEL, "THIRD_PARTY.sha256"):
         shutil.copy2(source / name, folder / name)
+    trained = classifier_models(pytestconfig.cache)
+    manifest = json.loads((trained / "manifest.json").read_text())
+    for entry in manifest["models"].values():
+        shutil.copy2(trained / entry["file"], folder / entry["file"])
+    shutil.copy2(trained / "manifest.json", folder / "manifest.json")
     return folder
 
 
-def test_healthy_setup_without_trained_models_passes(models_copy: Path) -> None:
+def _failures(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in result.stdout.splitlines() if " FAIL " in line]
+
+
+def test_healthy_setup_passes_and_builds_what_run_builds(models_copy: Path) -> None:
     result = doctor(models=models_copy)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
@@ -53,10 +65,56 @@ def test_healthy_setup_without_trained_models_passes(models_copy: Path) -> None:
     )
     assert f"{DETECTOR_MODEL}: sha256" in out and f"{LANDMARK_MODEL}: sha256" in out
     assert f"{DETECTOR_MODEL}: loads and runs" in out
-    assert "missing  trained models" in out  # reported, but not an error
+    assert f"detector {models_copy / DETECTOR_MODEL} (the file `masknet run` uses" in out
+    assert "pipeline builds as `masknet run` builds it" in out
     assert "opencv" in out and "picamera2" in out
     assert "gpio" in out and "Factory" in out
     assert "all checks passed" in out
+    # the runtime's own messages ("Created TensorFlow Lite XNNPACK delegate") stay out
+    assert "INFO:" not in result.stderr
+
+
+def test_missing_manifest_fails_like_run(models_copy: Path) -> None:
+    (models_copy / "manifest.json").unlink()
+    result = doctor(models=models_copy)
+    assert result.returncode == 1
+    (failure,) = _failures(result)
+    assert f"{models_copy / 'manifest.json'} not found" in failure
+    assert "1 problem(s) found" in result.stderr
+
+
+def test_classifier_that_does_not_load_fails_naming_it(models_copy: Path) -> None:
+    manifest = json.loads((models_copy / "manifest.json").read_text())
+    model = models_copy / manifest["models"]["imasknet"]["file"]
+    model.write_bytes(model.read_bytes()[:2000])
+    write_manifest(models_copy, manifest["pipeline"], manifest["models"])  # its sha256 matches again
+    result = doctor(models=models_copy)
+    assert result.returncode == 1, result.stdout
+    (failure,) = _failures(result)
+    assert str(model) in failure and "not a valid TFLite model" in failure
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_classifier_whose_input_shape_disagrees_with_the_manifest_fails(models_copy: Path) -> None:
+    manifest = json.loads((models_copy / "manifest.json").read_text())
+    real = manifest["models"]["masknet"]["input"]["size"]
+    for entry in manifest["models"].values():
+        entry["input"]["size"] = real + 32  # consistent manifest, models that disagree with it
+    (models_copy / "manifest.json").write_text(json.dumps(manifest))
+    result = doctor("--models", str(models_copy))
+    assert result.returncode == 1, result.stdout
+    (failure,) = _failures(result)
+    assert "manifest.json" in failure and f"input.size {real + 32}" in failure and "does not match" in failure
+
+
+def test_run_and_doctor_use_the_same_detector_file(models_copy: Path, tmp_path: Path) -> None:
+    detector = models_copy / DETECTOR_MODEL
+    detector.write_bytes(detector.read_bytes()[:5000])
+    result = doctor("--models", str(models_copy))
+    assert result.returncode == 1
+    assert any(str(detector) in line and "sha256 mismatch" in line for line in _failures(result))
+    proc = masknet("run", "--models", str(models_copy), "--source", str(tmp_path), "--pins", "mock", cwd=tmp_path)
+    assert_clean_failure(proc, 2, str(detector), "not a valid TFLite model")
 
 
 def test_truncated_detector_is_named_with_its_sha256_mismatch(models_copy: Path) -> None:
@@ -64,11 +122,10 @@ def test_truncated_detector_is_named_with_its_sha256_mismatch(models_copy: Path)
     detector.write_bytes(detector.read_bytes()[:1000])
     result = doctor(models=models_copy)
     assert result.returncode != 0
-    failure = next(line for line in result.stdout.splitlines() if "FAIL" in line)
+    failure = _failures(result)[0]
     assert str(detector) in failure and "sha256 mismatch" in failure
     assert "./install.sh" in failure
     assert "Traceback" not in result.stdout + result.stderr
-    assert "1 problem(s) found" in result.stderr
 
 
 def test_missing_model_and_missing_checksum_list_are_failures(models_copy: Path) -> None:
@@ -84,51 +141,22 @@ def test_missing_model_and_missing_checksum_list_are_failures(models_copy: Path)
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def _with_trained_models(folder: Path) -> tuple[Path, Path]:
-    # The doctor checks bytes against the manifest, never loads the classifiers, so any file
-    # stands in for the trained models here.
-    masknet = folder / "masknet_int8.tflite"
-    imasknet = folder / "imasknet_int8.tflite"
-    masknet.write_bytes(b"masknet weights" * 100)
-    imasknet.write_bytes(b"imasknet weights" * 100)
-
-    def entry(file: str, task: str, classes: list[str]) -> dict[str, object]:
-        return {
-            "file": file,
-            "sha256": "0" * 64,
-            "task": task,
-            "classes": classes,
-            "input": {"size": 224, "dtype": "uint8", "scale": 1.0, "zero_point": 0},
-            "output": {"dtype": "uint8", "scale": 1 / 256, "zero_point": 0},
-        }
-
-    write_manifest(
-        folder,
-        "cascade",
-        {
-            "masknet": entry(masknet.name, "masknet", ["mask", "mask_incorrect", "no_mask"]),
-            "imasknet": entry(
-                imasknet.name,
-                "imasknet",
-                ["mask_over_chin", "mask_over_mouth_chin", "mask_over_nose_mouth"],
-            ),
-        },
-    )
-    return masknet, imasknet
-
-
-def test_trained_models_are_checked_against_the_manifest(models_copy: Path) -> None:
-    masknet, imasknet = _with_trained_models(models_copy)
-    result = doctor(models=models_copy)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "masknet_int8.tflite: masknet, 224x224 uint8, sha256" in result.stdout
-    assert "imasknet_int8.tflite: imasknet" in result.stdout
-    assert "missing  trained models" not in result.stdout
-
+def test_swapped_classifier_is_a_sha256_mismatch(models_copy: Path) -> None:
+    manifest = json.loads((models_copy / "manifest.json").read_text())
+    imasknet = models_copy / manifest["models"]["imasknet"]["file"]
     imasknet.write_bytes(b"swapped")
     result = doctor(models=models_copy)
     assert result.returncode != 0
     assert f"{imasknet}: sha256" in result.stdout and "does not match the manifest" in result.stdout
+
+
+def test_a_config_doctor_cannot_read_is_a_failure(models_copy: Path, tmp_path: Path) -> None:
+    config = tmp_path / "latin1.toml"
+    config.write_bytes("# caf\u00e9\n[camera]\nfps = 10\n".encode("latin-1"))
+    result = doctor("--config", str(config), models=models_copy)
+    assert result.returncode == 1
+    (failure,) = _failures(result)
+    assert str(config) in failure and "not UTF-8" in failure
 
 
 def test_pi_detection_reads_the_nul_terminated_device_tree_model(tmp_path: Path) -> None:
