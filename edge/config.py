@@ -64,6 +64,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "camera.lores_height": (_positive, "a positive integer"),
     "camera.fps": (_positive, "a positive integer"),
     "camera.loop": (lambda v: True, "true or false"),
+    "camera.pace": (lambda v: True, "true or false"),
     "camera.max_failures": (_positive, "a positive integer"),
     "camera.reopen_backoff_s": (_non_negative, "seconds >= 0"),
     "camera.reopen_backoff_max_s": (_non_negative, "seconds >= 0"),
@@ -121,6 +122,7 @@ class CameraConfig:
     lores_height: int
     fps: int
     loop: bool
+    pace: bool
     max_failures: int
     reopen_backoff_s: float
     reopen_backoff_max_s: float

@@ -142,7 +142,7 @@ class Pipeline:
             assert verdict is not None
             if u.changed:
                 self._log_event(
-                    u.track.id, u.track.committed, boxes[u.index], number, frame.timestamp, crops[u.index], u.previous
+                    u.track.id, u.track.committed, boxes[u.index], number, frame.read_at, crops[u.index], u.previous
                 )
             results.append(
                 FaceResult(face, boxes[u.index], verdict, u.track.id, u.track.committed, u.changed)

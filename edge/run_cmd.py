@@ -35,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto, picamera, a webcam index, a video file, an rtsp:// or http:// URL, or a folder of images",
     )
     parser.add_argument("--loop", action="store_true", default=None, help="start a folder or video file again at its end")
+    parser.add_argument(
+        "--fast", action="store_true", default=None,
+        help="read a video file or folder as fast as the CPU allows instead of at its frame rate "
+        "(time rules then follow the frames' timestamps)",
+    )
     parser.add_argument("--pins", choices=["auto", "gpio", "mock"], help="GPIO pins: real, mock (prints pin changes), or auto (mock off a Pi)")
     parser.add_argument("--test-outputs", action="store_true", help="switch every LED and the buzzer on once, for checking the wiring, then exit")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
@@ -49,6 +54,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     pairs = {
         "camera.source": args.source,
         "camera.loop": args.loop,
+        "camera.pace": None if args.fast is None else not args.fast,
         "indicators.pins": args.pins,
         "events.output": args.events,
         "runtime.threads": args.threads,

@@ -49,6 +49,13 @@ class Frame:
     number: int = 0  # set by ReopeningSource: counts across reopens
     full: np.ndarray | None = None  # a larger view of the same instant (Pi main stream)
     name: str = ""  # file name for folder sources
+    # time.monotonic() when read; differs from ``timestamp`` only for a replay, whose timestamp
+    # is the frame's place in the recording (the time rules run on it) — latency uses this one
+    captured: float | None = None
+
+    @property
+    def read_at(self) -> float:
+        return self.timestamp if self.captured is None else self.captured
 
     @property
     def crop_image(self) -> np.ndarray:
@@ -189,6 +196,7 @@ class OpenCVSource(FrameSource):
         self._bgr: np.ndarray | None = None
         self._rgb: np.ndarray | None = None
         self.expected_frames = 0  # a file's frame count as its container states it (0: unknown)
+        self.native_fps = 0.0  # a file's frame rate as its container states it (0: unknown)
         self._in_pass = 0  # frames read since the file (re)started
 
     def open(self) -> None:
@@ -216,6 +224,7 @@ class OpenCVSource(FrameSource):
             raise SourceFailure(f"cannot open {self.description}{why}")
         if self.is_file:
             self.expected_frames = max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+            self.native_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
             self._in_pass = 0
         if isinstance(self.target, int):
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
@@ -413,13 +422,37 @@ def make_source(spec: str, camera: CameraConfig) -> FrameSource:
         return OpenCVSource(spec, camera.width, camera.height, camera.fps, open_timeout_s=camera.open_timeout_s)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return FolderSource(path, loop=camera.loop)
+        return Replay(FolderSource(path, loop=camera.loop), camera.fps, fast=not camera.pace)
     if path.is_file():
-        return OpenCVSource(str(path), loop=camera.loop)
+        return _PacedFile(OpenCVSource(str(path), loop=camera.loop), camera)
     raise SourceError(
         f"camera.source {spec!r}: no such file, folder or camera; use auto, picamera, a webcam "
         "index, a video file, an rtsp:// or http:// URL, or a folder of images"
     )
+
+
+class _PacedFile(FrameSource):
+    """A video file replayed at its own frame rate, known only once it is open."""
+
+    def __init__(self, inner: OpenCVSource, camera: CameraConfig) -> None:
+        self.inner = inner
+        self.camera = camera
+        self.description = inner.description
+        self.finite = inner.finite
+        self._replay: Replay | None = None
+
+    def open(self) -> None:
+        self.inner.open()
+        if self._replay is None:
+            self._replay = Replay(self.inner, file_fps(self.inner, self.camera.fps), fast=not self.camera.pace)
+            self.description = self._replay.description
+
+    def read(self) -> Frame | None:
+        assert self._replay is not None
+        return self._replay.read()
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class _Opened(FrameSource):
@@ -444,6 +477,63 @@ class _Opened(FrameSource):
         self.inner.close()
 
 
+class Replay(FrameSource):
+    """A video file or image folder delivered as a camera would: at ``fps``, each frame stamped
+    with its time in the recording (start + n / fps). With ``fast`` it is read as fast as the CPU
+    allows, with the same stamps, so hold times, commit-after-N-seconds and expiry give the same
+    events either way. A slow CPU makes a paced replay run late rather than drop frames (a camera
+    would drop them), so a replay is reproducible.
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        fps: float,
+        fast: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if fps <= 0:
+            raise ValueError("fps must be positive")
+        self.source = source
+        self.fps = fps
+        self.fast = fast
+        self.description = f"{source.description} at {fps:g} FPS" + (" (--fast: as fast as the CPU allows)" if fast else "")
+        self.finite = source.finite
+        self.clock = clock
+        self.sleep = sleep
+        self._start: float | None = None
+        self._n = 0
+
+    def open(self) -> None:
+        self.source.open()
+
+    def read(self) -> Frame | None:
+        frame = self.source.read()
+        if frame is None:
+            return None
+        if self._start is None:
+            self._start = frame.read_at
+        due = self._start + self._n / self.fps
+        self._n += 1
+        if not self.fast:
+            wait = due - self.clock()
+            if wait > 0:
+                self.sleep(wait)
+        frame.captured = self.clock() if not self.fast else frame.read_at
+        frame.timestamp = due
+        return frame
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def file_fps(source: FrameSource, default: float) -> float:
+    """A video file's own frame rate (its container's), else ``default`` (folders, no rate)."""
+    rate = getattr(source, "native_fps", 0.0)
+    return rate if rate and 0 < rate <= 1000 else float(default)
+
+
 class ReopeningSource(FrameSource):
     """Reopens a failing source with exponential back-off; SourceError after too many failures.
 
@@ -459,7 +549,6 @@ class ReopeningSource(FrameSource):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.source = source
-        self.description = source.description
         self.finite = source.finite
         self.max_failures = max_failures
         self.backoff_s = backoff_s
@@ -468,6 +557,11 @@ class ReopeningSource(FrameSource):
         self.failures = 0  # in a row
         self.reopens = 0  # successful reopens over the whole run
         self.frames = 0
+
+    @property
+    def description(self) -> str:  # type: ignore[override]
+        # a replay learns its frame rate when it opens
+        return self.source.description
 
     def open(self) -> None:
         try:
