@@ -20,6 +20,7 @@ from edge.sources import (
     OpenCVSource,
     PiCameraSource,
     ReopeningSource,
+    Replay,
     SourceFailure,
     _redact,
     make_source,
@@ -67,12 +68,61 @@ def test_folder_skips_unreadable_images_with_one_warning(tmp_path: Path, caplog:
     assert warnings == [f"skipping unreadable image {tmp_path / 'f00000_broken.jpg'}"]
 
 
-def test_folder_of_only_unreadable_images_fails_instead_of_spinning(tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", [True, False])
+def test_folder_of_only_unreadable_images_fails_instead_of_spinning(tmp_path: Path, loop: bool) -> None:
     (tmp_path / "a.png").write_bytes(b"garbage")
-    src = FolderSource(tmp_path, loop=True)
+    src = FolderSource(tmp_path, loop=loop)
     src.open()
-    with pytest.raises(SourceFailure, match="none of the 1 images"):
+    with pytest.raises(SourceError, match="no frame could be read .none of its 1 images"):
         src.read()
+
+
+class Counting(FrameSource):
+    """`n` frames, each stamped with the fake clock's time when read."""
+
+    description = "counting"
+
+    def __init__(self, n: int, clock: list[float]) -> None:
+        self.n, self.clock = n, clock
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> Frame | None:
+        if self.n == 0:
+            return None
+        self.n -= 1
+        return Frame(solid(self.n), timestamp=self.clock[0])
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_replay_stamps_frames_with_their_time_in_the_recording(fast: bool) -> None:
+    clock = [100.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        clock[0] += s
+
+    def work() -> float:
+        clock[0] += 0.01  # each frame takes 10 ms to process
+        return clock[0]
+
+    src = Replay(Counting(5, clock), fps=4, fast=fast, clock=lambda: clock[0], sleep=sleep)
+    stamps = []
+    while (f := src.read()) is not None:
+        stamps.append(f.timestamp)
+        work()
+    # the time rules see the recording's clock either way
+    assert stamps == pytest.approx([100.0, 100.25, 100.5, 100.75, 101.0])
+    if fast:
+        assert slept == []
+    else:
+        # a camera at 4 FPS: wait for each frame's due time, less the processing already spent
+        assert slept == pytest.approx([0.24] * 4)
 
 
 def test_empty_or_missing_folder_fails_to_open(tmp_path: Path) -> None:
@@ -89,10 +139,12 @@ def test_video_file_source_reads_to_the_end(tmp_path: Path) -> None:
         writer.write(np.full((48, 64, 3), v, np.uint8))
     writer.release()
     src = make_source(str(path), load_config().camera)
-    assert isinstance(src, OpenCVSource) and src.finite
+    assert isinstance(src.inner, OpenCVSource) and src.finite  # type: ignore[attr-defined]
     with src:
         frames = read_all(src)
     assert len(frames) == 3
+    assert src.description.endswith("at 10 FPS")  # the file's own rate, not camera.fps
+    assert np.diff([f.timestamp for f in frames]) == pytest.approx([0.1, 0.1])
     assert frames[0].image.shape == (48, 64, 3)
     assert np.abs(np.array(values(frames)) - [40, 120, 200]).max() < 8
 
