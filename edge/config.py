@@ -76,6 +76,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "detector.min_face_size": (_non_negative, "pixels >= 0"),
     "classifier.models_dir": (lambda v: True, "a folder path or \"\""),
     "classifier.align": (lambda v: True, "true or false"),
+    "classifier.max_faces_per_frame": (_positive, "a positive integer"),
     "runtime.threads": (lambda v: 1 <= v <= 64, "between 1 and 64"),
     "tracker.iou_threshold": (lambda v: 0.0 < v <= 1.0, "above 0 and at most 1"),
     "tracker.stable_frames": (_positive, "a positive integer"),
@@ -142,6 +143,7 @@ class DetectorConfig:
 class ClassifierConfig:
     models_dir: str
     align: bool
+    max_faces_per_frame: int
 
 
 @dataclass(frozen=True)

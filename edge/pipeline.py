@@ -27,7 +27,7 @@ from edge.timing import (
     TRACKING,
     StageTimer,
 )
-from edge.tracker import Tracker
+from edge.tracker import Tracker, classification_order
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,11 @@ class FaceResult:
 
     face: Face  # as detected, in pixels of the detection image
     box: tuple[float, float, float, float]  # in pixels of the image the crop came from
-    verdict: Verdict  # this frame's classifier answer
+    verdict: Verdict | None  # the classifier's latest answer for this face (None: not classified yet)
     track_id: int
     committed: Verdict | None  # the track's committed verdict after this frame
     new_event: bool  # this frame committed a verdict for the track, its first or a change (an event was logged)
+    classified: bool = True  # False: over classifier.max_faces_per_frame, ``verdict`` is carried
 
 
 class Pipeline:
@@ -52,6 +53,7 @@ class Pipeline:
         events: EventLog | None = None,
         timer: StageTimer = NULL_TIMER,
         hold_seconds: float = 1.0,
+        max_faces: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -64,10 +66,13 @@ class Pipeline:
         self.timer = timer
         cascade.timer = timer
         self.hold_seconds = hold_seconds
+        self.max_faces = max_faces  # faces classified per frame (None: every face)
         self.clock = clock
         self.wall_clock = wall_clock
         self.frames = 0
         self.event_count = 0
+        self.faces_seen = 0
+        self.faces_classified = 0
         self._last_display = -float("inf")
 
     @staticmethod
@@ -119,33 +124,42 @@ class Pipeline:
             box_scale = np.array([sx, sy, sx, sy], np.float32)
             kp_scale = box_scale[:2]
         boxes: list[tuple[float, float, float, float]] = []
-        verdicts: list[Verdict | None] = []
-        crops: list[np.ndarray] = []
+        keypoints: list[np.ndarray] = []
         for face in faces:
-            box = face.box
-            kps = face.keypoints
+            box, kps = face.box, face.keypoints
             if scaled:
                 box = box * box_scale
                 kps = kps * kp_scale
-            verdict, crop = self.cascade.classify(crop_image, box, kps)
             boxes.append((float(box[0]), float(box[1]), float(box[2]), float(box[3])))
-            verdicts.append(verdict)
-            crops.append(crop)  # the event log decides whether a crop is saved (events.save_crops)
+            keypoints.append(kps)
 
         t0 = timer.start()
-        updates = self.tracker.update(boxes, verdicts, number, now)
+        assigned = self.tracker.match(boxes)
+        timer.stop(TRACKING, t0)
+        verdicts: list[Verdict | None] = [None] * len(faces)
+        crops: list[np.ndarray | None] = [None] * len(faces)
+        chosen = classification_order(assigned, self.max_faces)
+        self.faces_seen += len(faces)
+        self.faces_classified += len(chosen)
+        for i in chosen:
+            # the event log decides whether a crop is saved (events.save_crops)
+            verdicts[i], crops[i] = self.cascade.classify(crop_image, np.asarray(boxes[i], np.float32), keypoints[i])
+
+        t0 = timer.start()
+        updates = self.tracker.update(boxes, verdicts, number, now, assigned)
         timer.stop(TRACKING, t0)
 
         results: list[FaceResult] = []
         for u, face in zip(updates, faces, strict=True):
-            verdict = verdicts[u.index]
-            assert verdict is not None
             if u.changed:
                 self._log_event(
                     u.track.id, u.track.committed, boxes[u.index], number, frame.read_at, crops[u.index], u.previous
                 )
             results.append(
-                FaceResult(face, boxes[u.index], verdict, u.track.id, u.track.committed, u.changed)
+                FaceResult(
+                    face, boxes[u.index], u.track.last_verdict, u.track.id, u.track.committed, u.changed,
+                    classified=verdicts[u.index] is not None,
+                )
             )
 
         if self.indicators is not None:

@@ -54,9 +54,11 @@ def annotate(frame: Frame, results: Sequence[FaceResult]) -> np.ndarray:
     for r in results:
         x0, y0, x1, y1 = (int(round(v)) for v in r.box)
         shown = r.committed or r.verdict
-        colour = _COLOURS.get(shown.class_id, _PENDING) if r.committed else _PENDING
+        colour = _COLOURS.get(shown.class_id, _PENDING) if r.committed and shown else _PENDING
         cv2.rectangle(image, (x0, y0), (x1, y1), colour, thick)
-        label = f"#{r.track_id} {shown.label} {shown.score:.2f}" + ("" if r.committed else " ?")
+        # a new face over classifier.max_faces_per_frame has no answer yet
+        said = f"{shown.label} {shown.score:.2f}" if shown is not None else "..."
+        label = f"#{r.track_id} {said}" + ("" if r.committed else " ?")
         cv2.putText(
             image, label, (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick + 0.1,
             colour, thick, cv2.LINE_AA,

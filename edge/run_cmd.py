@@ -105,6 +105,7 @@ def build_pipeline(cfg: Config, indicators: Any = None, events: Any = None, time
         events=events,
         timer=timer or NULL_TIMER,
         hold_seconds=cfg.indicators.hold_seconds,
+        max_faces=cfg.classifier.max_faces_per_frame,
     )
 
 
@@ -208,6 +209,11 @@ class _Door:
             "%s%s: %d frames in %.1f s (%.1f FPS), %d events written, %d lost, %d camera reopens",
             outcome, why, pipeline.frames, elapsed, pipeline.frames / elapsed, written, lost, reopens,
         )
+        if pipeline.faces_seen > pipeline.faces_classified:
+            log.info(
+                "classified %d of %d faces seen (classifier.max_faces_per_frame %d; the rest carried their last answer)",
+                pipeline.faces_classified, pipeline.faces_seen, pipeline.max_faces,
+            )
         stages = ", ".join(f"{name} {st.mean_ms:.1f}" for name, st in pipeline.timer.summary().items())
         if stages:
             log.info("mean ms per call: %s", stages)

@@ -47,6 +47,10 @@ class Track:
     streak_subtypes: dict[str, int] = field(default_factory=dict)
     streak_last: Verdict | None = None
     event_sent: bool = False
+    # the classifier's last answer for this face and the frame it came from (a frame over the
+    # classification budget carries it instead of classifying again)
+    last_verdict: Verdict | None = None
+    classified_frame: int = -1
 
 
 @dataclass(frozen=True)
@@ -70,19 +74,8 @@ class Tracker:
     def reset(self) -> None:
         self.tracks.clear()
 
-    def update(
-        self,
-        boxes: Sequence[tuple[float, float, float, float]],
-        verdicts: Sequence[Verdict | None],
-        frame: int,
-        t: float,
-    ) -> list[TrackUpdate]:
-        """Associate this frame's detections, advance each track's decision, expire the gone.
-
-        ``boxes[i]`` and ``verdicts[i]`` describe detection i. Returns one update per detection,
-        in detection order.
-        """
-        cfg = self.config
+    def match(self, boxes: Sequence[tuple[float, float, float, float]]) -> list[Track | None]:
+        """The live track each detection continues (None: a new face), without changing anything."""
         assigned: list[Track | None] = [None] * len(boxes)
         if self.tracks and boxes:
             ious = iou_matrix(
@@ -94,13 +87,31 @@ class Tracker:
             order = np.argsort(ious, axis=None)[::-1]
             for flat in order:
                 ti, di = divmod(int(flat), ious.shape[1])
-                if ious[ti, di] < cfg.iou_threshold:
+                if ious[ti, di] < self.config.iou_threshold:
                     break
                 if ti in used_tracks or assigned[di] is not None:
                     continue
                 used_tracks.add(ti)
                 assigned[di] = self.tracks[ti]
+        return assigned
 
+    def update(
+        self,
+        boxes: Sequence[tuple[float, float, float, float]],
+        verdicts: Sequence[Verdict | None],
+        frame: int,
+        t: float,
+        assigned: Sequence[Track | None] | None = None,
+    ) -> list[TrackUpdate]:
+        """Associate this frame's detections, advance each track's decision, expire the gone.
+
+        ``boxes[i]`` and ``verdicts[i]`` describe detection i (verdict None: not classified on
+        this frame). ``assigned`` is ``match(boxes)`` when the caller already has it. Returns one
+        update per detection, in detection order.
+        """
+        if assigned is None:
+            assigned = self.match(boxes)
+        cfg = self.config
         updates: list[TrackUpdate] = []
         seen: set[int] = set()
         for i, box in enumerate(boxes):
@@ -116,6 +127,9 @@ class Tracker:
                 tr.hits += 1
                 tr.missed = 0
             seen.add(tr.id)
+            if verdicts[i] is not None:
+                tr.last_verdict = verdicts[i]
+                tr.classified_frame = frame
             previous = tr.committed
             new_event, changed = self._decide(tr, verdicts[i], t)
             updates.append(TrackUpdate(tr, i, verdicts[i], new_event, changed, previous if changed else None))
@@ -177,3 +191,21 @@ class Tracker:
         if sub == last.sub_type and tr.streak_len == 1:
             return last
         return last.with_summary(score=tr.streak_score_sum / tr.streak_len, sub_type=sub)
+
+
+def classification_order(assigned: Sequence[Track | None], budget: int | None) -> list[int]:
+    """Which detections to classify on this frame when at most ``budget`` may be (None: all).
+
+    New faces first (nobody may wait for a first verdict behind people already judged), then the
+    tracks classified least recently; ties keep the detector's order (best score first). The rest
+    carry their last verdict to the next frame.
+    """
+    indices = range(len(assigned))
+    if budget is None or budget >= len(assigned):
+        return list(indices)
+
+    def priority(i: int) -> tuple[int, int]:
+        tr = assigned[i]
+        return (-1, i) if tr is None else (tr.classified_frame, i)
+
+    return sorted(sorted(indices, key=priority)[:budget])

@@ -167,3 +167,18 @@ def test_a_moving_face_keeps_its_track() -> None:
         door.step(((x, 100.0, x + 100, 200.0), v(NO_MASK)))
     assert [t.id for t in door.tr.tracks] == [1]
     assert door.events == [(1, NO_MASK)]
+
+
+def test_classification_order_puts_new_faces_first_then_the_least_recently_classified() -> None:
+    from edge.tracker import Track, classification_order
+
+    def track(last: int) -> Track:
+        return Track(id=last, box=BOX, first_seen=0.0, last_seen=0.0, last_frame=0, classified_frame=last)
+
+    assigned = [track(7), None, track(3), track(5), None]
+    assert classification_order(assigned, None) == [0, 1, 2, 3, 4]
+    assert classification_order(assigned, 9) == [0, 1, 2, 3, 4]
+    assert classification_order(assigned, 2) == [1, 4]  # both new faces, in detector order
+    assert classification_order(assigned, 3) == [1, 2, 4]  # then the one classified longest ago
+    assert classification_order(assigned, 4) == [1, 2, 3, 4]
+    assert classification_order([], 2) == []
