@@ -52,7 +52,8 @@ def list_images(data_dir: Path, origin: str | None = None) -> list[tuple[Path, s
     if not data_dir.is_dir():
         raise MasknetError(f"{data_dir}: evaluation folder not found")
     items: list[tuple[Path, str]] = []
-    for sub in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+    # hidden folders (.ipynb_checkpoints, .cache) are tools' leftovers, not classes
+    for sub in sorted(p for p in data_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if sub.name not in ALL_CLASSES:
             raise MasknetError(f"{sub}: unknown class folder; expected one of {', '.join(ALL_CLASSES)}")
         items += [(f.resolve(), sub.name) for f in sorted(sub.iterdir()) if f.suffix.lower() in IMAGE_EXTS]
@@ -64,6 +65,15 @@ def list_images(data_dir: Path, origin: str | None = None) -> list[tuple[Path, s
         if not items:
             raise MasknetError(f"{data_dir}: no images of origin {origin!r} (from index.csv)")
     return items
+
+
+def empty_class_folders(data_dir: Path) -> list[str]:
+    """Class folders of DATA_DIR that hold no image: their report rows are 0 for want of images."""
+    return [
+        p.name
+        for p in sorted(Path(data_dir).iterdir())
+        if p.is_dir() and p.name in ALL_CLASSES and not any(f.suffix.lower() in IMAGE_EXTS for f in p.iterdir())
+    ]
 
 
 def read_origins(data_dir: Path) -> dict[Path, str]:
@@ -213,12 +223,12 @@ TITLES = {
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data_dir", type=Path, metavar="DATA_DIR", help="folder of class-id subfolders of face images")
-    p.add_argument("--models", type=Path, default=None, help="folder with manifest.json (default: models/)")
+    p.add_argument("--models", type=Path, default=None, metavar="DIR", help="folder with manifest.json (default: models/)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the numbers as JSON")
     p.add_argument("--detect", action="store_true", help="run the face detector and classify the largest face")
     p.add_argument("--confusion-png", type=Path, default=None, metavar="FILE", help="save the confusion matrices as a PNG")
     p.add_argument("--origin", default=None, help="only images of this origin (real, recoloured, synthetic) per index.csv")
-    p.add_argument("--threads", type=int, default=None, help="LiteRT threads (default: runtime's choice)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="LiteRT threads per model (default: runtime's choice)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -228,6 +238,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(args.data_dir, models, detect=args.detect, num_threads=args.threads, origin=args.origin)
     print(f"{result['n']} images from {args.data_dir} ({', '.join(f'{k} {v}' for k, v in result['counts'].items())})"
           f"; models {models} ({result['pipeline']})")
+    for name in empty_class_folders(args.data_dir):
+        print(f"note: {Path(args.data_dir) / name} has no images: its rows read 0.0000 for want of images, not errors")
     if result["unreadable"]:
         print(f"skipped {len(result['unreadable'])} unreadable image(s), e.g. {result['unreadable'][0]}")
     if args.detect:

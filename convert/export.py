@@ -126,7 +126,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", choices=("auto", "cascade", "fiveclass"), default="auto",
                    help="auto: cascade unless the 5-class model wins on validation")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="LiteRT thread counts to time")
-    p.add_argument("--latency-runs", type=int, default=50)
+    p.add_argument("--latency-runs", type=int, default=50, metavar="N",
+                   help="timed invokes per model and thread count for the latency table, after warm-up (default 50)")
     p.add_argument("--latency-sweep", default=None, metavar="SIZES",
                    help="only time random-weight Mask-nets at these input sizes, e.g. 128,160,224")
     p.add_argument("--config", type=Path, default=Path("convert/configs/masknet.toml"),

@@ -90,6 +90,7 @@ class EventLog:
         self._regular = False
         self._lock_fd: int | None = None
         self._lock_path = Path()
+        self._stdout_gone = False
         if self._path is not None:
             self._open()
             self._lock()
@@ -183,12 +184,15 @@ class EventLog:
 
     def _write_line(self, line: str) -> None:
         if self._path is None:
+            if self._stdout_gone:
+                raise BrokenPipeError(32, "Broken pipe (the reader of stdout has gone)")
             try:
                 sys.stdout.write(line)
                 sys.stdout.flush()
             except BrokenPipeError:
-                # the reader went away (`masknet run | head`): later events are lost, not errors;
+                # the reader went away (`masknet run | head`): this and later events are lost;
                 # stdout now goes nowhere, so the interpreter's own flush at exit stays quiet
+                self._stdout_gone = True
                 with contextlib.suppress(OSError):
                     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 raise

@@ -61,7 +61,10 @@ def workdir(tmp_path: Path, models: Path) -> Path:
 
 
 def run(workdir: Path, models: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return masknet("run", "--config", "config.toml", "--models", str(models), *args, cwd=workdir, timeout=timeout)
+    # --fast: these tests are about what happens, not when (test_edge_faults.py checks the pacing)
+    return masknet(
+        "run", "--config", "config.toml", "--models", str(models), "--fast", *args, cwd=workdir, timeout=timeout
+    )
 
 
 def visits_folder(folder: Path, people: int, frames_each: int = 5, gap: int = 4) -> Path:
@@ -268,7 +271,7 @@ def test_sigterm_turns_outputs_off_and_flushes_events(workdir: Path, models: Pat
     finally:
         proc.kill()
     stderr = "".join(lines) + rest
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 143, stderr  # 128 + SIGTERM, as a shell reports it
     assert "stopped by SIGTERM" in stderr
     assert "Traceback" not in stderr
     # the last change of the lit LED is "off": the door does not stay lit after the service stops

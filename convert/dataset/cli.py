@@ -12,7 +12,13 @@ from .recipe import DEFAULT_RECIPE, REPO_ROOT, load_recipe
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    b = sub.add_parser("build", help="photos -> face crops, recoloured and synthetic masks, train/val/test")
+    b = sub.add_parser(
+        "build",
+        help="photos -> face crops, recoloured and synthetic masks, train/val/test",
+        description="Build the training data set from a recipe: find and crop the faces in the source photos, "
+        "add recoloured masks and synthetic masks drawn on bare faces, and split by person into "
+        "train/val/test with an index.csv (docs/dataset.md).",
+    )
     b.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, help="recipe TOML (default: %(default)s)")
     b.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "build", help="output folder (default: %(default)s)")
     b.add_argument("--root", type=Path, default=None, help="data folder the recipe's source paths are relative to (overrides its root)")
