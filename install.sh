@@ -269,6 +269,8 @@ Environment=PYTHONUNBUFFERED=1
 ExecStart=/bin/sh -c 'if [ -f /etc/masknet/config.toml ]; then exec \"$VENV/bin/masknet\" run --config /etc/masknet/config.toml; else exec \"$VENV/bin/masknet\" run; fi'
 Restart=on-failure
 RestartSec=5
+# masknet run exits 143 (128 + SIGTERM) after a clean stop: outputs off, events flushed
+SuccessExitStatus=143
 
 [Install]
 WantedBy=multi-user.target"

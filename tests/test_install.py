@@ -136,6 +136,7 @@ def test_service_unit_runs_masknet_as_the_installing_user(tmp_path: Path) -> Non
     unit = "\n".join(line.split("| ", 1)[1] for line in result.stdout.splitlines() if "| " in line)
     assert "User=doorpi" in unit
     assert "Restart=on-failure" in unit
+    assert "SuccessExitStatus=143" in unit  # `systemctl stop` is a clean stop, not a failure
     assert "WorkingDirectory=/var/lib/masknet" in unit and "StateDirectory=masknet" in unit
     assert f'"{checkout}/.venv/bin/masknet" run --config /etc/masknet/config.toml' in unit
     assert "systemctl enable --now masknet.service" in result.stdout
