@@ -32,3 +32,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_data)
         if no_tf and "convert" in item.keywords:
             item.add_marker(skip_tf)
+
+
+@pytest.fixture
+def models(pytestconfig: pytest.Config) -> Path:
+    """The classifiers `masknet run` tests use: the committed ones, else tiny ones (cached)."""
+    from test_edge_helpers import classifier_models, need_detector
+
+    need_detector()
+    return classifier_models(pytestconfig.cache)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, models: Path) -> Path:
+    """A folder with config.toml = RUN_CONFIG, where `masknet run` tests run."""
+    from test_edge_helpers import RUN_CONFIG, write_config
+
+    write_config(tmp_path / "config.toml", RUN_CONFIG)
+    return tmp_path

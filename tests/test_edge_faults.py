@@ -21,30 +21,18 @@ import cv2
 import numpy as np
 import pytest
 from test_edge_helpers import (
+    RUN_CONFIG,
     assert_clean_failure,
     astronaut,
-    classifier_models,
     masknet,
-    need_detector,
+    visits_folder,
     write_config,
     write_images,
 )
-from test_edge_run_cli import CONFIG, DroppingCamera, visits_folder
+from test_edge_run_cli import DroppingCamera
 
 # a signal ends the run within this long (edge/stop.py forces the exit after 1 s)
 STOP_WITHIN_S = 2.0
-
-
-@pytest.fixture
-def models(pytestconfig: pytest.Config) -> Path:
-    need_detector()
-    return classifier_models(pytestconfig.cache)
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, models: Path) -> Path:
-    write_config(tmp_path / "config.toml", CONFIG)
-    return tmp_path
 
 
 def run(workdir: Path, models: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -125,6 +113,12 @@ class Door:
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 
 
+def door(workdir: Path, models: Path, source: str, *args: str) -> Door:
+    """`masknet run` with the test config, mock pins and events to out.jsonl."""
+    return Door(workdir, "--config", "config.toml", "--models", str(models), "--source", source,
+                "--pins", "mock", "--events", "out.jsonl", *args)
+
+
 def assert_stopped(code: int, took: float, stderr: str, sig: signal.Signals) -> None:
     assert code == 128 + sig, (code, stderr)
     assert took < STOP_WITHIN_S, (took, stderr)
@@ -137,20 +131,18 @@ def assert_stopped(code: int, took: float, stderr: str, sig: signal.Signals) -> 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
 def test_signal_at_start_up(workdir: Path, models: Path, sig: signal.Signals) -> None:
     visits_folder(workdir / "frames", people=1)
-    door = Door(workdir, "--config", "config.toml", "--models", str(models), "--source", "frames",
-                "--pins", "mock", "--events", "out.jsonl")
-    door.wait_for("starting: loading the models")
-    code, took, stderr = door.stop(sig)
+    running = door(workdir, models, "frames")
+    running.wait_for("starting: loading the models")
+    code, took, stderr = running.stop(sig)
     assert_stopped(code, took, stderr, sig)
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
 def test_signal_mid_frame_turns_outputs_off_and_flushes_events(workdir: Path, models: Path, sig: signal.Signals) -> None:
     visits_folder(workdir / "frames", people=1, frames_each=6, gap=0)
-    door = Door(workdir, "--config", "config.toml", "--models", str(models), "--source", "frames", "--loop",
-                "--pins", "mock", "--events", "out.jsonl")
-    door.wait_for(") on")  # a verdict has lit an LED: frames are going through
-    code, took, stderr = door.stop(sig)
+    running = door(workdir, models, "frames", "--loop")
+    running.wait_for(") on")  # a verdict has lit an LED: frames are going through
+    code, took, stderr = running.stop(sig)
     assert_stopped(code, took, stderr, sig)
     assert f"stopped by {sig.name}: " in stderr and " frames in " in stderr  # the summary is that line
     assert len(events_of(workdir / "out.jsonl")) == 1  # written whole and flushed
@@ -168,14 +160,13 @@ def test_signal_during_the_camera_reopen_back_off(
     workdir: Path, models: Path, dropping_once: DroppingCamera, sig: signal.Signals
 ) -> None:
     # the camera drops after 6 frames and the run waits 30 s before reopening it
-    config = CONFIG.replace("reopen_backoff_s = 0.05\nreopen_backoff_max_s = 0.1",
+    config = RUN_CONFIG.replace("reopen_backoff_s = 0.05\nreopen_backoff_max_s = 0.1",
                             "reopen_backoff_s = 30.0\nreopen_backoff_max_s = 30.0")
-    assert config != CONFIG
+    assert config != RUN_CONFIG
     write_config(workdir / "config.toml", config)
-    door = Door(workdir, "--config", "config.toml", "--models", str(models), "--source", dropping_once.url,
-                "--pins", "mock", "--events", "out.jsonl")
-    door.wait_for("reopening in 30.0 s")
-    code, took, stderr = door.stop(sig)
+    running = door(workdir, models, dropping_once.url)
+    running.wait_for("reopening in 30.0 s")
+    code, took, stderr = running.stop(sig)
     assert_stopped(code, took, stderr, sig)
     assert len(events_of(workdir / "out.jsonl")) == 1  # the events before the drop are kept
 
@@ -218,12 +209,11 @@ def silent_server() -> Iterator[SilentServer]:
 def test_signal_during_a_blocking_camera_open(
     workdir: Path, models: Path, silent_server: SilentServer, sig: signal.Signals
 ) -> None:
-    write_config(workdir / "config.toml", CONFIG + "open_timeout_s = 60.0\n")
-    door = Door(workdir, "--config", "config.toml", "--models", str(models), "--source", silent_server.url,
-                "--pins", "mock", "--events", "out.jsonl")
-    door.wait_for("connecting to stream http://127.0.0.1")
+    write_config(workdir / "config.toml", RUN_CONFIG + "open_timeout_s = 60.0\n")
+    running = door(workdir, models, silent_server.url)
+    running.wait_for("connecting to stream http://127.0.0.1")
     assert silent_server.accepted.wait(30), "the run never connected"  # ffmpeg is now waiting for an answer
-    code, took, stderr = door.stop(sig)
+    code, took, stderr = running.stop(sig)
     assert_stopped(code, took, stderr, sig)
     assert "while opening the camera" in stderr
 
@@ -349,8 +339,7 @@ def test_a_closed_stdout_pipe_loses_events_without_a_traceback(workdir: Path, mo
 
 def test_second_run_on_one_events_file_is_refused(workdir: Path, models: Path) -> None:
     visits_folder(workdir / "frames", people=1)
-    first = Door(workdir, "--config", "config.toml", "--models", str(models), "--source", "frames", "--loop",
-                 "--pins", "mock", "--events", "out.jsonl")
+    first = door(workdir, models, "frames", "--loop")
     try:
         first.wait_for("running:")
         second = run(workdir, models, "--source", "frames", "--pins", "mock", "--events", "out.jsonl")
@@ -451,7 +440,7 @@ def four_faces() -> np.ndarray:
 def test_max_faces_per_frame_classifies_new_faces_first_then_the_least_recent(
     workdir: Path, models: Path, budget: int, classified: int | None
 ) -> None:
-    write_config(workdir / "config.toml", CONFIG + f"[classifier]\nmax_faces_per_frame = {budget}\n")
+    write_config(workdir / "config.toml", RUN_CONFIG + f"[classifier]\nmax_faces_per_frame = {budget}\n")
     write_images(workdir / "frames", [four_faces()] * 12)
     proc = run(workdir, models, "--source", "frames", "--pins", "mock", "--fast", "--events", "out.jsonl")
     assert proc.returncode == 0, proc.stderr
@@ -474,7 +463,7 @@ def test_masknet_without_a_command_prints_help_and_exits_2(tmp_path: Path) -> No
 
 
 def test_stream_that_never_answers_is_logged_and_times_out(workdir: Path, models: Path, silent_server: SilentServer) -> None:
-    write_config(workdir / "config.toml", CONFIG + "open_timeout_s = 1.0\n")
+    write_config(workdir / "config.toml", RUN_CONFIG + "open_timeout_s = 1.0\n")
     t0 = time.monotonic()
     proc = run(workdir, models, "--source", silent_server.url, "--pins", "mock")
     took = time.monotonic() - t0

@@ -82,6 +82,33 @@ def write_images(folder: Path, images: Sequence[np.ndarray], prefix: str = "f") 
     return paths
 
 
+# Mechanics config: random tiny models score low, so every verdict counts (min_score 0); the
+# same frame repeated is a stable verdict after 3 frames; 3 empty frames end a visit.
+RUN_CONFIG = """
+[tracker]
+min_score = 0.0
+stable_frames = 3
+stable_seconds = 100.0
+expire_frames = 3
+[indicators]
+hold_seconds = 0.0
+[camera]
+max_failures = 3
+reopen_backoff_s = 0.05
+reopen_backoff_max_s = 0.1
+"""
+
+
+def visits_folder(folder: Path, people: int, frames_each: int = 5, gap: int = 4) -> Path:
+    face, nobody = astronaut(), blank(512)
+    frames: list[np.ndarray] = []
+    for i in range(people):
+        # each visitor stands a little elsewhere
+        frames += [np.roll(face, 20 * i, axis=1)] * frames_each + [nobody] * gap
+    write_images(folder, frames)
+    return folder
+
+
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

@@ -17,47 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from test_edge_helpers import (
     REPO,
+    RUN_CONFIG,
     assert_clean_failure,
     astronaut,
-    blank,
-    classifier_models,
     masknet,
-    need_detector,
-    write_config,
-    write_images,
+    visits_folder,
 )
-
-# Mechanics config: random tiny models score low, so every verdict counts (min_score 0); the
-# same frame repeated is a stable verdict after 3 frames; 3 empty frames end a visit.
-CONFIG = """
-[tracker]
-min_score = 0.0
-stable_frames = 3
-stable_seconds = 100.0
-expire_frames = 3
-[indicators]
-hold_seconds = 0.0
-[camera]
-max_failures = 3
-reopen_backoff_s = 0.05
-reopen_backoff_max_s = 0.1
-"""
-
-
-@pytest.fixture
-def models(pytestconfig: pytest.Config) -> Path:
-    need_detector()
-    return classifier_models(pytestconfig.cache)
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, models: Path) -> Path:
-    write_config(tmp_path / "config.toml", CONFIG)
-    return tmp_path
 
 
 def run(workdir: Path, models: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -65,16 +33,6 @@ def run(workdir: Path, models: Path, *args: str, timeout: float = 120) -> subpro
     return masknet(
         "run", "--config", "config.toml", "--models", str(models), "--fast", *args, cwd=workdir, timeout=timeout
     )
-
-
-def visits_folder(folder: Path, people: int, frames_each: int = 5, gap: int = 4) -> Path:
-    face, nobody = astronaut(), blank(512)
-    frames: list[np.ndarray] = []
-    for i in range(people):
-        # each visitor stands a little elsewhere
-        frames += [np.roll(face, 20 * i, axis=1)] * frames_each + [nobody] * gap
-    write_images(folder, frames)
-    return folder
 
 
 def test_folder_run_ends_by_itself_with_one_event_per_person(workdir: Path, models: Path) -> None:
@@ -139,7 +97,7 @@ def test_truncated_model_with_a_matching_checksum_is_refused(workdir: Path, mode
 def test_truncated_detector_is_refused(workdir: Path, models: Path) -> None:
     bad = workdir / "detector.tflite"
     bad.write_bytes((REPO / "models" / "face_detection_short_range.tflite").read_bytes()[:5000])
-    (workdir / "config.toml").write_text(CONFIG + f'[detector]\nmodel = "{bad}"\n')
+    (workdir / "config.toml").write_text(RUN_CONFIG + f'[detector]\nmodel = "{bad}"\n')
     proc = run(workdir, models, "--source", "frames", "--pins", "mock")
     assert_clean_failure(proc, 2, str(bad), "not a valid TFLite model")
 
@@ -236,7 +194,7 @@ def test_camera_dropping_mid_run_is_reopened_then_gives_up_with_status_3(
 
 
 def test_gpio_pin_already_in_use_is_one_line(workdir: Path, models: Path) -> None:
-    (workdir / "config.toml").write_text(CONFIG.replace("[indicators]\n", "[indicators]\nred_pin = 17\n"))
+    (workdir / "config.toml").write_text(RUN_CONFIG.replace("[indicators]\n", "[indicators]\nred_pin = 17\n"))
     visits_folder(workdir / "frames", people=1)
     proc = run(workdir, models, "--source", "frames", "--pins", "mock")
     assert_clean_failure(proc, 2, "indicators.red_pin: GPIO17 is already in use by indicators.green_pin")
