@@ -113,19 +113,24 @@ class Door:
 SIGNALS = [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
 
 
-def door(workdir: Path, models: Path, source: str, *args: str) -> Door:
-    """`masknet run` with the test config, mock pins and events to out.jsonl."""
+def door(workdir: Path, models: Path, source: str, *args: str, config: str | None = None) -> Door:
+    """`masknet run` with the test config (or ``config``), mock pins and events to out.jsonl."""
+    if config is not None:
+        write_config(workdir / "config.toml", config)
     return Door(workdir, "--config", "config.toml", "--models", str(models), "--source", source,
                 "--pins", "mock", "--events", "out.jsonl", *args)
 
 
-def assert_stopped(code: int, took: float, stderr: str, sig: signal.Signals) -> None:
+def assert_stopped(running: Door, sig: signal.Signals) -> str:
+    """Stop with ``sig``: the documented status, in time, one line saying why, outputs off."""
+    code, took, stderr = running.stop(sig)
     assert code == 128 + sig, (code, stderr)
     assert took < STOP_WITHIN_S, (took, stderr)
     assert "Traceback" not in stderr, stderr
     why = [line for line in stderr.splitlines() if f"stopped by {sig.name}" in line]
     assert len(why) == 1, stderr  # one line says why
     lit_pins_end_off(stderr)
+    return stderr
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
@@ -133,8 +138,7 @@ def test_signal_at_start_up(workdir: Path, models: Path, sig: signal.Signals) ->
     visits_folder(workdir / "frames", people=1)
     running = door(workdir, models, "frames")
     running.wait_for("starting: loading the models")
-    code, took, stderr = running.stop(sig)
-    assert_stopped(code, took, stderr, sig)
+    assert_stopped(running, sig)
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
@@ -142,8 +146,7 @@ def test_signal_mid_frame_turns_outputs_off_and_flushes_events(workdir: Path, mo
     visits_folder(workdir / "frames", people=1, frames_each=6, gap=0)
     running = door(workdir, models, "frames", "--loop")
     running.wait_for(") on")  # a verdict has lit an LED: frames are going through
-    code, took, stderr = running.stop(sig)
-    assert_stopped(code, took, stderr, sig)
+    stderr = assert_stopped(running, sig)
     assert f"stopped by {sig.name}: " in stderr and " frames in " in stderr  # the summary is that line
     assert len(events_of(workdir / "out.jsonl")) == 1  # written whole and flushed
 
@@ -161,13 +164,11 @@ def test_signal_during_the_camera_reopen_back_off(
 ) -> None:
     # the camera drops after 6 frames and the run waits 30 s before reopening it
     config = RUN_CONFIG.replace("reopen_backoff_s = 0.05\nreopen_backoff_max_s = 0.1",
-                            "reopen_backoff_s = 30.0\nreopen_backoff_max_s = 30.0")
+                                "reopen_backoff_s = 30.0\nreopen_backoff_max_s = 30.0")
     assert config != RUN_CONFIG
-    write_config(workdir / "config.toml", config)
-    running = door(workdir, models, dropping_once.url)
+    running = door(workdir, models, dropping_once.url, config=config)
     running.wait_for("reopening in 30.0 s")
-    code, took, stderr = running.stop(sig)
-    assert_stopped(code, took, stderr, sig)
+    assert_stopped(running, sig)
     assert len(events_of(workdir / "out.jsonl")) == 1  # the events before the drop are kept
 
 
@@ -209,12 +210,10 @@ def silent_server() -> Iterator[SilentServer]:
 def test_signal_during_a_blocking_camera_open(
     workdir: Path, models: Path, silent_server: SilentServer, sig: signal.Signals
 ) -> None:
-    write_config(workdir / "config.toml", RUN_CONFIG + "open_timeout_s = 60.0\n")
-    running = door(workdir, models, silent_server.url)
+    running = door(workdir, models, silent_server.url, config=RUN_CONFIG + "open_timeout_s = 60.0\n")
     running.wait_for("connecting to stream http://127.0.0.1")
     assert silent_server.accepted.wait(30), "the run never connected"  # ffmpeg is now waiting for an answer
-    code, took, stderr = running.stop(sig)
-    assert_stopped(code, took, stderr, sig)
+    stderr = assert_stopped(running, sig)
     assert "while opening the camera" in stderr
 
 
