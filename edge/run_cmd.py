@@ -242,15 +242,17 @@ def _run_door(args: argparse.Namespace) -> tuple[int, bool]:
     stop.install()
     outcome = "stopped by an error"
     try:
-        _run(args, door, stop)
+        # a Stopped raised anywhere in here, even as the block exits, is caught below; after it a
+        # signal only sets the flag, so the shutdown cannot be interrupted
+        with stop.interruptible():
+            _run(args, door, stop)
         outcome = "done"
     except Stopped:
         pass
     finally:
         if stop.signal is not None:
             outcome = f"stopped by {signal_name(stop.signal)}"
-        with stop.deferred():
-            door.shutdown(outcome)
+        door.shutdown(outcome)
         stop.restore()
     if stop.signal is not None:
         return exit_status(stop.signal), True

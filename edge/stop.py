@@ -1,9 +1,11 @@
 """SIGINT, SIGTERM and SIGHUP end ``masknet run`` promptly, whatever it is doing.
 
-A signal sets ``StopSignals.signal``. Where stopping at once is safe (start-up, opening the
+A signal sets ``StopSignals.signal``. Inside ``interruptible()`` (the run: start-up, opening the
 camera, the reopen back-off) the handler also raises ``Stopped`` so the run unwinds through its
 ``finally`` and switches the outputs off; inside ``deferred()`` (one frame through the pipeline,
 which may be writing an event line) the frame loop finishes the frame and stops before the next.
+Outside ``interruptible()`` (the shutdown itself) a signal only sets the flag, so nothing can
+interrupt switching the outputs off.
 
 A Python signal handler only runs when the main thread is back in the interpreter, so a camera
 open or read blocked inside OpenCV/ffmpeg (an RTSP server that never answers) would delay it for
@@ -55,6 +57,7 @@ class StopSignals:
         self.on_force = on_force
         self.grace_s = grace_s
         self._deferred = 0
+        self._interruptible = 0
         self._previous: dict[int, Any] = {}
         self._previous_wakeup = -1
         self._pipe: tuple[int, int] | None = None
@@ -88,6 +91,15 @@ class StopSignals:
         os.close(r)
 
     @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """A signal inside this block (and outside ``deferred``) raises ``Stopped`` at once."""
+        self._interruptible += 1
+        try:
+            yield
+        finally:
+            self._interruptible -= 1
+
+    @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
         """A signal inside this block only sets ``signal``: the block runs to its end."""
         self._deferred += 1
@@ -101,7 +113,7 @@ class StopSignals:
         if first:
             self.signal = signum
         # a second signal while unwinding must not interrupt the clean-up: the watcher bounds it
-        if first and not self._deferred:
+        if first and self._interruptible and not self._deferred:
             raise Stopped(signum)
 
     def _watch(self, fd: int) -> None:
