@@ -279,7 +279,8 @@ def _run(args: argparse.Namespace, door: _Door, stop: StopSignals) -> None:
 
     from edge.events import EventLog
     from edge.preview import Preview
-    from edge.sources import ReopeningSource, make_source
+    from edge.reopening import ReopeningSource
+    from edge.sources import make_source
     from edge.timing import StageTimer
 
     # models first: a broken model is reported before any pin or camera is touched

@@ -10,9 +10,9 @@
 
 Sources return RGB uint8 frames. A camera source reuses its frame buffers, so a Frame is valid
 until the next ``read``: the door runs for months and a fresh multi-megabyte array per frame
-would only feed the allocator. ``ReopeningSource`` wraps any source so that a camera that drops
-is reopened with back-off, and gives up with a SourceError (exit status 3) after
-``max_failures`` failures in a row, so systemd restarts the whole process.
+would only feed the allocator. Video files and folders are wrapped in ``edge.replay.Replay`` (a
+camera's pace and time stamps); ``edge.reopening.ReopeningSource`` wraps any source so that a
+camera that drops is reopened with back-off.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -421,38 +420,16 @@ def make_source(spec: str, camera: CameraConfig) -> FrameSource:
     if spec.startswith(URL_SCHEMES):
         return OpenCVSource(spec, camera.width, camera.height, camera.fps, open_timeout_s=camera.open_timeout_s)
     path = Path(spec).expanduser()
-    if path.is_dir():
-        return Replay(FolderSource(path, loop=camera.loop), camera.fps, fast=not camera.pace)
-    if path.is_file():
-        return _PacedFile(OpenCVSource(str(path), loop=camera.loop), camera)
+    if path.is_dir() or path.is_file():
+        from edge.replay import PacedFile, Replay  # replay builds on this module
+
+        if path.is_dir():
+            return Replay(FolderSource(path, loop=camera.loop), camera.fps, fast=not camera.pace)
+        return PacedFile(OpenCVSource(str(path), loop=camera.loop), camera)
     raise SourceError(
         f"camera.source {spec!r}: no such file, folder or camera; use auto, picamera, a webcam "
         "index, a video file, an rtsp:// or http:// URL, or a folder of images"
     )
-
-
-class _PacedFile(FrameSource):
-    """A video file replayed at its own frame rate, known only once it is open."""
-
-    def __init__(self, inner: OpenCVSource, camera: CameraConfig) -> None:
-        self.inner = inner
-        self.camera = camera
-        self.description = inner.description
-        self.finite = inner.finite
-        self._replay: Replay | None = None
-
-    def open(self) -> None:
-        self.inner.open()
-        if self._replay is None:
-            self._replay = Replay(self.inner, file_fps(self.inner, self.camera.fps), fast=not self.camera.pace)
-            self.description = self._replay.description
-
-    def read(self) -> Frame | None:
-        assert self._replay is not None
-        return self._replay.read()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class _Opened(FrameSource):
@@ -475,137 +452,3 @@ class _Opened(FrameSource):
     def close(self) -> None:
         self._fresh = False
         self.inner.close()
-
-
-class Replay(FrameSource):
-    """A video file or image folder delivered as a camera would: at ``fps``, each frame stamped
-    with its time in the recording (start + n / fps). With ``fast`` it is read as fast as the CPU
-    allows, with the same stamps, so hold times, commit-after-N-seconds and expiry give the same
-    events either way. A slow CPU makes a paced replay run late rather than drop frames (a camera
-    would drop them), so a replay is reproducible.
-    """
-
-    def __init__(
-        self,
-        source: FrameSource,
-        fps: float,
-        fast: bool = False,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if fps <= 0:
-            raise ValueError("fps must be positive")
-        self.source = source
-        self.fps = fps
-        self.fast = fast
-        self.description = f"{source.description} at {fps:g} FPS" + (" (--fast: as fast as the CPU allows)" if fast else "")
-        self.finite = source.finite
-        self.clock = clock
-        self.sleep = sleep
-        self._start: float | None = None
-        self._n = 0
-
-    def open(self) -> None:
-        self.source.open()
-
-    def read(self) -> Frame | None:
-        frame = self.source.read()
-        if frame is None:
-            return None
-        if self._start is None:
-            self._start = frame.read_at
-        due = self._start + self._n / self.fps
-        self._n += 1
-        if not self.fast:
-            wait = due - self.clock()
-            if wait > 0:
-                self.sleep(wait)
-        frame.captured = self.clock() if not self.fast else frame.read_at
-        frame.timestamp = due
-        return frame
-
-    def close(self) -> None:
-        self.source.close()
-
-
-def file_fps(source: FrameSource, default: float) -> float:
-    """A video file's own frame rate (its container's), else ``default`` (folders, no rate)."""
-    rate = getattr(source, "native_fps", 0.0)
-    return rate if rate and 0 < rate <= 1000 else float(default)
-
-
-class ReopeningSource(FrameSource):
-    """Reopens a failing source with exponential back-off; SourceError after too many failures.
-
-    The first open is not retried: a wrong source at start is a setup error to report at once.
-    """
-
-    def __init__(
-        self,
-        source: FrameSource,
-        max_failures: int = 5,
-        backoff_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.source = source
-        self.finite = source.finite
-        self.max_failures = max_failures
-        self.backoff_s = backoff_s
-        self.backoff_max_s = backoff_max_s
-        self.sleep = sleep
-        self.failures = 0  # in a row
-        self.reopens = 0  # successful reopens over the whole run
-        self.frames = 0
-
-    @property
-    def description(self) -> str:  # type: ignore[override]
-        # a replay learns its frame rate when it opens
-        return self.source.description
-
-    def open(self) -> None:
-        try:
-            self.source.open()
-        except SourceFailure as exc:
-            self.source.close()
-            raise SourceError(f"camera.source: {exc}") from None
-
-    def read(self) -> Frame | None:
-        delay = self.backoff_s
-        while True:
-            try:
-                frame = self.source.read()
-            except SourceFailure as exc:
-                error = exc
-            else:
-                self.failures = 0
-                if frame is not None:
-                    self.frames += 1
-                    frame.number = self.frames
-                return frame
-            # reopen until it works or the failures in a row run out
-            while True:
-                self.failures += 1
-                if self.failures >= self.max_failures:
-                    self.source.close()
-                    raise SourceError(
-                        f"{self.description}: {error}; gave up after {self.failures} failures in a row "
-                        f"(camera.max_failures) at frame {self.frames}"
-                    )
-                log.warning(
-                    "%s: %s; reopening in %.1f s (failure %d of %d)",
-                    self.description, error, delay, self.failures, self.max_failures,
-                )
-                self.source.close()
-                self.sleep(delay)
-                delay = min(delay * 2, self.backoff_max_s)
-                try:
-                    self.source.open()
-                except SourceFailure as exc:
-                    error = exc
-                    continue
-                self.reopens += 1
-                break
-
-    def close(self) -> None:
-        self.source.close()

@@ -23,8 +23,9 @@ from test_edge_helpers import astronaut, blank, classifier_models, need_detector
 from edge.config import load_config
 from edge.events import EventLog
 from edge.indicators import Indicators
+from edge.reopening import ReopeningSource
 from edge.run_cmd import build_pipeline, frame_loop
-from edge.sources import FolderSource, ReopeningSource
+from edge.sources import FolderSource
 
 FRAMES = int(os.environ.get("MASKNET_SOAK_FRAMES", "20000"))
 WARMUP = 1000

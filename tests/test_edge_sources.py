@@ -13,14 +13,14 @@ from test_edge_helpers import write_images
 
 from edge.config import load_config
 from edge.errors import SourceError
+from edge.reopening import ReopeningSource
+from edge.replay import Replay
 from edge.sources import (
     FolderSource,
     Frame,
     FrameSource,
     OpenCVSource,
     PiCameraSource,
-    ReopeningSource,
-    Replay,
     SourceFailure,
     _redact,
     make_source,
