@@ -393,7 +393,7 @@ def test_every_committed_change_is_an_event_with_the_previous_class(workdir: Pat
 
 
 def test_folder_replays_at_its_frame_rate_and_fast_gives_the_same_events(workdir: Path, models: Path) -> None:
-    fps = 4
+    fps = 2
     # time rules only: commit after 1 s on screen, a visit ends 1.2 s after the face left
     write_config(workdir / "config.toml", f"""
 [camera]
@@ -407,8 +407,8 @@ expire_seconds = 1.2
 [indicators]
 hold_seconds = 0.0
 """)
-    visits_folder(workdir / "frames", people=2, frames_each=5, gap=5)
-    frames = 20
+    visits_folder(workdir / "frames", people=2, frames_each=4, gap=4)
+    frames = 16
 
     def replay(*extra: str) -> tuple[float, list[dict]]:
         events = workdir / f"events{len(extra)}.jsonl"
@@ -420,7 +420,8 @@ hold_seconds = 0.0
 
     paced_s, paced_events = replay()
     fast_s, fast_events = replay("--fast")
-    # a camera delivers 20 frames at 4 FPS in 5 s (4.75 from the first to the last)
+    # a camera delivers 16 frames at 2 FPS in 8 s (7.5 from the first to the last); --fast may
+    # take up to 250 ms a frame (a loaded machine) and still be twice as fast
     assert paced_s >= 0.8 * frames / fps, paced_s
     assert fast_s < 0.5 * frames / fps, fast_s
     assert len(paced_events) == 2  # each visitor held 1 s in recording time, so each committed
