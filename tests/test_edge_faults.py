@@ -368,10 +368,11 @@ def _masked(image: np.ndarray, box: np.ndarray) -> np.ndarray:
 def test_every_committed_change_is_an_event_with_the_previous_class(workdir: Path, models: Path) -> None:
     from edge.cascade import Cascade
     from edge.detector import create_detector
+    from edge.manifest import load_manifest
 
     face = astronaut()
     (found,) = create_detector("blazeface_short").detect(face)
-    cascade = Cascade.from_dir(models)
+    cascade = Cascade(load_manifest(models))
     masked = _masked(face, found.box)
     before = cascade.classify(masked, found.box, found.keypoints)[0].class_id
     after = cascade.classify(face, found.box, found.keypoints)[0].class_id
