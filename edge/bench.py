@@ -15,14 +15,12 @@ of a door where everyone wears the mask wrong. ``--real-cascade`` keeps the real
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import importlib.util
 import json
 import math
 import os
 import platform
-import resource
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -32,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from edge.classes import MASK_INCORRECT
+from edge.device import cpu_model, peak_rss_mb, reset_peak_rss
 from edge.errors import ConfigError, MasknetError, ModelError
 from edge.timing import (
     CAPTURE,
@@ -141,47 +140,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="seed of the generated scene (default 0)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-# -- machine description -------------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    """A human name for the CPU: x86 'model name', else the board (Raspberry Pi), else the arch."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, sep, value = line.partition(":")
-            if sep and value.strip():
-                fields.setdefault(key.strip().lower(), value.strip())
-    except OSError:
-        pass
-    for key in ("model name", "model", "hardware", "cpu model"):
-        if key in fields:
-            return fields[key]
-    from edge.doctor import device_model
-
-    return device_model() or platform.processor() or platform.machine()
-
-
-def reset_peak_rss() -> None:
-    """Start a new peak-RSS window (Linux: clear_refs 5 resets VmHWM), so the figure covers the
-    timed run and not the scene generation before it. Elsewhere the peak is since process start."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process (since the last reset_peak_rss where supported)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    scale = 1.0 if sys.platform == "darwin" else 1024.0
-    return peak * scale / (1024.0 * 1024.0)
 
 
 # -- the generated scene -------------------------------------------------------------------------

@@ -10,12 +10,11 @@ on: ``to_model_input(crop_face(frame, box, 224, CROP_MARGIN, ...), spec.input_si
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from edge.classes import ADVICE, MASK_INCORRECT, SUBTYPES, masknet_label
+from edge.classes import MASK_INCORRECT, SUBTYPES, Verdict, masknet_label
 from edge.crop import CROP_MARGIN, crop_face, to_model_input
 from edge.errors import ModelError
 from edge.litert import TFLiteModel
@@ -24,33 +23,6 @@ from edge.timing import CROP, IMASKNET_INVOKE, MASKNET_INVOKE, NULL_TIMER, Stage
 
 # Side of the square face crop before it is resized to a model's input: the training crop.
 CROP_SIZE = 224
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What the classifiers say about one face."""
-
-    class_id: str  # Mask-net class: mask / mask_incorrect / no_mask
-    score: float  # probability of class_id
-    sub_type: str | None = None  # I-Mask-net class, only for mask_incorrect
-    sub_score: float | None = None  # probability of sub_type
-
-    @property
-    def label(self) -> str:
-        """The most specific class id: the sub-type when there is one."""
-        return self.sub_type or self.class_id
-
-    @property
-    def advice(self) -> str:
-        return ADVICE[self.label]
-
-    def with_summary(self, score: float, sub_type: str | None) -> Verdict:
-        return replace(
-            self,
-            score=float(score),
-            sub_type=sub_type,
-            sub_score=self.sub_score if sub_type == self.sub_type else None,
-        )
 
 
 def _probabilities(y: np.ndarray) -> np.ndarray:

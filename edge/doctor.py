@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import __version__
+from edge.device import device_model, is_raspberry_pi
 from edge.errors import MasknetError
 from edge.paths import (
     DETECTOR_MODEL,
@@ -37,9 +38,6 @@ OK = "ok"
 WARN = "warn"  # worth knowing, does not stop `masknet run`
 FAIL = "FAIL"  # `masknet run` would not work
 MISSING = "missing"  # not an error: e.g. trained models before they are exported
-
-DEVICE_MODEL_FILE = Path("/proc/device-tree/model")
-
 
 @dataclass
 class Report:
@@ -60,18 +58,6 @@ class Report:
             last = section
             out.append(f"{head:<9} {status:<8} {text}")
         return "\n".join(out)
-
-
-def device_model(path: Path = DEVICE_MODEL_FILE) -> str:
-    """The board name from the device tree ('' when there is none, i.e. not a single-board computer)."""
-    try:
-        return path.read_bytes().replace(b"\0", b"").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-def is_raspberry_pi(path: Path = DEVICE_MODEL_FILE) -> bool:
-    return "Raspberry Pi" in device_model(path)
 
 
 def _dist_version(dist: str) -> str:

@@ -16,12 +16,11 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from edge.cascade import Verdict
-from edge.classes import MASK, MASK_INCORRECT, NO_MASK
+from edge.classes import MASK, MASK_INCORRECT, NO_MASK, Verdict
 from edge.config import IndicatorsConfig
+from edge.device import is_raspberry_pi
 from edge.errors import HardwareError
 
 log = logging.getLogger("edge.indicators")
@@ -29,17 +28,8 @@ log = logging.getLogger("edge.indicators")
 IDLE = "idle"
 # which light a Mask-net class switches on
 LIGHT_OF: dict[str, str] = {MASK: "green", MASK_INCORRECT: "amber", NO_MASK: "red"}
-# several people at once: the lights show the worst of them
-SEVERITY: dict[str, int] = {MASK: 0, MASK_INCORRECT: 1, NO_MASK: 2}
 
 Echo = Callable[[str], None]
-
-
-def is_raspberry_pi(model_file: Path = Path("/proc/device-tree/model")) -> bool:
-    try:
-        return "Raspberry Pi" in model_file.read_text(errors="replace")
-    except OSError:
-        return False
 
 
 def _stderr_echo(line: str) -> None:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.cascade import Cascade, Verdict
+from edge.cascade import Cascade
+from edge.classes import SEVERITY, Verdict
 from edge.detector import Face, FaceDetector
 from edge.events import Event, EventLog
-from edge.indicators import SEVERITY, Indicators
+from edge.indicators import Indicators
 from edge.sources import Frame
 from edge.timing import (
     DECODE_NMS,

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from edge.doctor import device_model, is_raspberry_pi
 from edge.manifest import write_manifest
 from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, models_dir
 
@@ -129,13 +128,3 @@ def test_trained_models_are_checked_against_the_manifest(models_copy: Path) -> N
     result = doctor(models=models_copy)
     assert result.returncode != 0
     assert f"{imasknet}: sha256" in result.stdout and "does not match the manifest" in result.stdout
-
-
-def test_pi_detection_reads_the_nul_terminated_device_tree_model(tmp_path: Path) -> None:
-    model = tmp_path / "model"
-    model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\0")
-    assert device_model(model) == "Raspberry Pi 4 Model B Rev 1.4"
-    assert is_raspberry_pi(model)
-    model.write_bytes(b"Hardkernel ODROID-C4\0")
-    assert not is_raspberry_pi(model)
-    assert not is_raspberry_pi(tmp_path / "absent")

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from test_edge_helpers import astronaut, blank, need_detector, tiny_models, write_images
 
-from edge.cascade import Cascade, Verdict
-from edge.classes import ADVICE, MASK, MASK_INCORRECT, MASK_OVER_CHIN, NO_MASK, SUBTYPES
+from edge.cascade import Cascade
+from edge.classes import ADVICE, MASK, MASK_INCORRECT, MASK_OVER_CHIN, NO_MASK, SUBTYPES, Verdict
 from edge.config import load_config
 from edge.crop import CROP_MARGIN, crop_face, to_model_input
 from edge.detector import create_detector

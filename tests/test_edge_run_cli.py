@@ -288,7 +288,7 @@ def test_headless_preview_writes_latest_jpeg(workdir: Path, models: Path) -> Non
 
 
 def test_real_pins_off_a_pi_are_one_line(tmp_path: Path) -> None:
-    from edge.indicators import is_raspberry_pi
+    from edge.device import is_raspberry_pi
 
     if is_raspberry_pi():
         pytest.skip("on a Raspberry Pi real pins work")
