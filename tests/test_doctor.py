@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.crop import CropSpec
 from edge.manifest import write_manifest
 from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, models_dir
 
@@ -112,6 +113,7 @@ def _with_trained_models(folder: Path) -> tuple[Path, Path]:
                 ["mask_over_chin", "mask_over_mouth_chin", "mask_over_nose_mouth"],
             ),
         },
+        CropSpec(224, 0.3, False),
     )
     return masknet, imasknet
 
@@ -122,6 +124,7 @@ def test_trained_models_are_checked_against_the_manifest(models_copy: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     assert "masknet_int8.tflite: masknet, 224x224 uint8, sha256" in result.stdout
     assert "imasknet_int8.tflite: imasknet" in result.stdout
+    assert "face crop: size 224, margin 0.3, align false" in result.stdout
     assert "missing  trained models" not in result.stdout
 
     imasknet.write_bytes(b"swapped")

@@ -43,7 +43,7 @@ from edge.classes import (
 from edge.config import load_config
 from edge.events import EventLog
 from edge.indicators import Indicators
-from edge.run_cmd import build_pipeline
+from edge.pipeline import build_pipeline
 from edge.sources import FolderSource
 
 GREEN, AMBER, RED, BUZZER = 17, 27, 22, 23

@@ -1,6 +1,6 @@
 """``masknet bench``: how many frames per second will this device do, and where does the time go?
 
-Runs the door's own pipeline (``edge.run_cmd.build_pipeline``: the detector, the cascade, the
+Runs the door's own pipeline (``edge.pipeline.build_pipeline``: the detector, the cascade, the
 tracker and mock LED/buzzer pins) frame after frame and reports every stage's latency, the
 end-to-end frame time, frames per second and the peak resident memory. The frames come from any
 source ``masknet run`` accepts or, by default, from a generated scene at the camera resolution
@@ -29,14 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from edge.classes import MASK_INCORRECT
 from edge.device import cpu_model, peak_rss_mb, reset_peak_rss
 from edge.errors import ConfigError, MasknetError, ModelError
 from edge.timing import (
     CAPTURE,
-    DECODE_NMS,
     DETECTOR_INVOKE,
-    DETECTOR_PREPROCESS,
     IMASKNET_INVOKE,
     MASKNET_INVOKE,
     STAGES,
@@ -299,83 +296,6 @@ def stats(samples_ms: Sequence[float] | np.ndarray, count: int | None = None) ->
 # -- models ----------------------------------------------------------------------------------------
 
 
-class _AlwaysIncorrect:
-    """Mask-net as the cascade sees it, with every answer turned into mask_incorrect.
-
-    The real model still runs on every face (its invoke is what gets timed); only the label is
-    overridden, so the cascade goes on to I-Mask-net for every face: the worst case.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        # spec, classes, model, features(): all Mask-net's own
-        return getattr(self._inner, name)
-
-    def __call__(self, x: np.ndarray) -> tuple[str, float, np.ndarray]:
-        _, score, p = self._inner(x)
-        return MASK_INCORRECT, score, p
-
-
-class _TimedModel:
-    """A TFLiteModel that remembers when its last ``run`` started and ended."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.last = (0, 0)
-
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        t0 = time.perf_counter_ns()
-        out = self._inner.run(*inputs)
-        self.last = (t0, time.perf_counter_ns())
-        return out
-
-    __call__ = run
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class _StepTimedDetector:
-    """Splits a detector that only offers ``detect()`` into its three stages for the report.
-
-    The pipeline times such a detector as one ``detector_invoke``; this wrapper marks the model's
-    own invoke inside it, so preprocessing (letterbox, scaling) and decode + NMS are reported
-    apart from the invoke, as they are for a detector with preprocess/invoke/postprocess steps.
-    """
-
-    def __init__(self, detector: Any) -> None:
-        self._detector = detector
-        self._model = _TimedModel(detector.model)
-        detector.model = self._model
-        self.samples: dict[str, list[float]] = {
-            DETECTOR_PREPROCESS: [],
-            DETECTOR_INVOKE: [],
-            DECODE_NMS: [],
-        }
-
-    @property
-    def model(self) -> Any:
-        return self._model
-
-    def reset(self) -> None:
-        for v in self.samples.values():
-            v.clear()
-
-    def detect(self, image: np.ndarray) -> list[Any]:
-        self._model.last = (0, 0)
-        t0 = time.perf_counter_ns()
-        faces = self._detector.detect(image)
-        t3 = time.perf_counter_ns()
-        r0, r1 = self._model.last
-        if r0:
-            self.samples[DETECTOR_PREPROCESS].append((r0 - t0) / 1e6)
-            self.samples[DETECTOR_INVOKE].append((r1 - r0) / 1e6)
-            self.samples[DECODE_NMS].append((t3 - r1) / 1e6)
-        return faces
-
-
 def _model_entry(
     role: str,
     path: Path,
@@ -402,7 +322,7 @@ def float_search_dirs(manifest: Any, runs: Path) -> list[Path]:
     """
     from edge.paths import sha256_file
 
-    first = manifest.pipeline_models[0]
+    first = manifest.classifier_models[0]
     twins = []
     for int8 in sorted(runs.glob(f"**/export/int8/{first.path.name}")):
         if sha256_file(int8) == first.sha256:
@@ -412,11 +332,10 @@ def float_search_dirs(manifest: Any, runs: Path) -> list[Path]:
 
 def float_manifest(manifest: Any, search: Sequence[Path]) -> Any:
     """The same manifest with every model swapped for its float32 export (<task>_float.tflite)."""
-    from edge.manifest import Manifest
     from edge.paths import sha256_file
 
     models = {}
-    for spec in manifest.pipeline_models:
+    for spec in manifest.classifier_models:
         name = spec.name
         wanted = f"{spec.task}_float.tflite"
         candidates = [d / wanted for d in search] + [d / spec.task / wanted for d in search]
@@ -438,9 +357,7 @@ def float_manifest(manifest: Any, search: Sequence[Path]) -> Any:
             features=spec.features and dataclasses.replace(spec.features, **as_float),
             input_features=spec.input_features and dataclasses.replace(spec.input_features, **as_float),
         )
-    return Manifest(
-        path=manifest.path, version=manifest.version, pipeline=manifest.pipeline, models=models
-    )
+    return dataclasses.replace(manifest, models=models)
 
 
 # -- one measured configuration ---------------------------------------------------------------------
@@ -467,10 +384,9 @@ def _progress(total: int, label: str, disabled: bool) -> Any:
 def measure(
     cfg: Any, run: RunSpec, scene: Scene | None, args: argparse.Namespace, round_no: int = 1
 ) -> dict[str, Any]:
-    from edge.cascade import Cascade
     from edge.config import load_config
     from edge.indicators import Indicators
-    from edge.run_cmd import build_pipeline
+    from edge.pipeline import build_pipeline, load_models
     from edge.sources import Frame, make_source
 
     frames = args.frames
@@ -488,18 +404,9 @@ def measure(
     indicators = Indicators(run_cfg.indicators, pins="mock", echo=None)
     source = None
     try:
-        pipeline = build_pipeline(run_cfg, indicators=indicators, events=None, timer=timer)
-        if run.variant != "int8":
-            pipeline.cascade = Cascade(
-                run.manifest, num_threads=run.threads, align=run_cfg.classifier.align, timer=timer
-            )
-        split = None
-        # the pipeline's own test: a detector it times step by step needs no wrapper
-        if not pipeline.has_steps(pipeline.detector):
-            split = _StepTimedDetector(pipeline.detector)
-            pipeline.detector = split
-        if not args.real_cascade and pipeline.cascade.imasknet is not None:
-            pipeline.cascade.first = _AlwaysIncorrect(pipeline.cascade.first)
+        # the worst case unless --real-cascade: I-Mask-net on every face
+        models = load_models(run_cfg, timer, run.manifest, imasknet_on_every_face=not args.real_cascade)
+        pipeline = build_pipeline(run_cfg, indicators, None, timer, models)
         if scene is None:
             source = make_source(args.source, run_cfg.camera)
             source.open()
@@ -518,8 +425,6 @@ def measure(
         for i in range(total):
             if i == args.warmup:
                 timer.reset()
-                if split is not None:
-                    split.reset()
             if generated is not None:
                 # rendering stands in for the camera's own work: outside the timed frame
                 image, full = next(generated)
@@ -553,9 +458,6 @@ def measure(
             st = summary.get(name)
             stages[name] = stats(timer.samples_ms(name) if st else [], st.count if st else 0)
             per_frame_ms[name] = (st.total_ms / len(frame_ms)) if st else 0.0
-            if split is not None and name in split.samples:
-                stages[name] = stats(split.samples[name])
-                per_frame_ms[name] = float(np.sum(split.samples[name])) / len(frame_ms)
         frame_block = stats(frame_ms)
         frame_block["fps"] = 1000.0 / frame_block["mean_ms"]
         cascade = pipeline.cascade

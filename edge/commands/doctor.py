@@ -146,7 +146,9 @@ def check_trained(report: Report, folder: Path) -> None:
     except MasknetError as exc:
         report.add("models", FAIL, str(exc))
         return
-    used = {spec.name for spec in manifest.pipeline_models}
+    recorded = "" if manifest.version >= 3 else f" (version {manifest.version} manifest records none: the defaults)"
+    report.add("models", OK, f"face crop: {manifest.crop.describe()}{recorded}")
+    used = {spec.name for spec in manifest.classifier_models}
     for spec in manifest.models.values():
         try:
             verify_model(spec)
@@ -154,7 +156,7 @@ def check_trained(report: Report, folder: Path) -> None:
             # a model the chosen pipeline never loads cannot stop `masknet run`
             report.add("models", FAIL if spec.name in used else WARN, str(exc))
             continue
-        role = f"{manifest.pipeline} pipeline" if spec.name in used else "not used by the pipeline"
+        role = f"{manifest.classifiers} pipeline" if spec.name in used else "not used by the pipeline"
         if spec.input_features is not None:
             f = spec.input_features
             takes = f"reads {spec.features_of}'s {f.layer} features ({'x'.join(map(str, f.shape))} {f.dtype})"
