@@ -29,14 +29,6 @@ NOSE_TIP = 2
 MOUTH_CENTER = 3
 RIGHT_EAR_TRAGION = 4
 LEFT_EAR_TRAGION = 5
-KEYPOINT_NAMES: tuple[str, ...] = (
-    "right_eye",
-    "left_eye",
-    "nose_tip",
-    "mouth_center",
-    "right_ear_tragion",
-    "left_ear_tragion",
-)
 
 # MediaPipe clips raw logits at +-100 before the sigmoid (tensors_to_detections score_clipping_thresh).
 SCORE_CLIP = 100.0

@@ -217,17 +217,6 @@ class Indicators:
                         break
             buzzer.off()
 
-    def wait_buzzer_idle(self, timeout: float = 5.0) -> None:
-        """For tests and --test-outputs: returns once the pending pattern has been taken."""
-        import time
-
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            with self._wake:
-                if not self._pattern:
-                    break
-            time.sleep(0.005)
-
     def test_outputs(self, step_s: float = 1.0, say: Echo | None = _stderr_echo) -> None:
         """Wiring check: each LED on alone for ``step_s``, then the buzzer, then all off."""
         import time
@@ -245,14 +234,6 @@ class Indicators:
         self.state = IDLE
 
     # -- shutdown -------------------------------------------------------------------------------
-    def off(self) -> None:
-        for dev in self._devices.values():
-            try:
-                dev.off()
-            except Exception as exc:  # a device already closed
-                log.debug("off: %s", exc)
-        self.state = IDLE
-
     def _close_devices(self) -> None:
         for dev in self._devices.values():
             try:
