@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_edge_helpers import REPO, assert_clean_failure, masknet, write_config
+from helpers import REPO, assert_clean_failure, masknet, write_config
 
 from edge.config import (
     DEFAULT_CONFIG_PATH,

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_edge_helpers import astronaut, blank, need_detector, tiny_models, write_images
+from helpers import astronaut, blank, need_detector, tiny_models, write_images
 
 from edge.cascade import Cascade
 from edge.classes import ADVICE, MASK, MASK_INCORRECT, MASK_OVER_CHIN, NO_MASK, SUBTYPES, Verdict

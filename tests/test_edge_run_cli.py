@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_edge_helpers import (
+from helpers import (
     REPO,
     assert_clean_failure,
     astronaut,

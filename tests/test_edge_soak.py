@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 import pytest
-from test_edge_helpers import astronaut, blank, classifier_models, need_detector, write_images
+from helpers import astronaut, blank, classifier_models, need_detector, write_images
 
 from edge.commands.run import frame_loop
 from edge.config import load_config

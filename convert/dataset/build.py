@@ -26,11 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from convert.dataset.landmarks import FaceLandmarker
 from edge.classes import ALL_CLASSES, MASK, MASKNET_CLASSES, NO_MASK, SUBTYPES, masknet_label
 from edge.crop import CROP_MARGIN, CropSpec
 from edge.detector import BlazeFaceDetector, Face
 from edge.errors import ConfigError
-from edge.landmarks import FaceLandmarker
 
 from .faces import best_match, choose_faces, detect
 from .phash import UnionFind, group_near_duplicates, phash_pair
