@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers import astronaut, need_detector, write_config, write_images
+from test_models_pipeline import _config
 
 from edge.classes import ALL_CLASSES, NO_MASK
 from edge.crop import CropSpec
@@ -25,29 +26,12 @@ pytestmark = [pytest.mark.convert, pytest.mark.slow]
 BUILD_CROP = CropSpec(size=112, margin=0.4, align=False)
 
 
-
 def _test_face() -> np.ndarray:
     """The astronaut's head and shoulders: found by BlazeFace short-range as a frame and in
     evaluate's padded copy alike."""
     return np.ascontiguousarray(astronaut()[0:288, 80:368])
 
 
-TINY_CONFIG = """
-task = "{task}"
-[model]
-weights = "none"
-alpha = 0.35
-input_size = 48
-trainable_layers = 23
-head = "dense"
-dense_units = 16
-[train]
-epochs = 1
-batch_size = 8
-cache_at = "block_12_add"
-[augment]
-views = 1
-"""
 
 
 def _photos(folder: Path, per_class: int = 8) -> None:
@@ -110,8 +94,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (data / "calibration.txt").write_text("\n".join(train_rows) + "\n")
     runs = root / "runs"
     for task in ("masknet", "imasknet"):
-        (root / f"{task}.toml").write_text(TINY_CONFIG.format(task=task))
-        train(load_config(root / f"{task}.toml"), data, runs / task, runs / "cache", log=lambda _msg: None)
+        # the pipeline test's tiny backbone; one epoch is enough to have something to export
+        cfg = load_config(_config(root, task), {"train.epochs": 1, "augment.views": 1})
+        train(cfg, data, runs / task, runs / "cache", log=lambda _msg: None)
         quantize_run(runs / task, data, data / "calibration.txt", log=lambda _msg: None)
     models = root / "models"
     assert main(["export", "--runs", str(runs), "--data", str(data), "--out", str(models),
