@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.crop import CropSpec
 from edge.manifest import TASK_CLASSES, ModelSpec, write_manifest
 
 # the tiny models answer the real tasks' classes, in the same output order
@@ -57,12 +58,14 @@ def build_tiny_models(
     pipeline: str = "cascade",
     shared_features: bool = True,
     float_twins: bool = False,
+    crop: CropSpec | None = None,
 ) -> Path:
     """Write tiny int8 masknet/imasknet (and fiveclass if asked) models + manifest.json to out_dir.
 
     With ``shared_features`` (the shipped layout) Mask-net exposes its trunk features and
     I-Mask-net reads them; without, both take the face crop (a version-1 style cascade).
     ``float_twins`` also writes each model's float32 TFLite as ``<task>_float.tflite``.
+    ``crop`` is the crop the manifest says the models were trained on (default ``CropSpec()``).
     Returns the manifest path. Needs TensorFlow.
     """
     from convert.quantize import (
@@ -110,7 +113,7 @@ def build_tiny_models(
             metrics={},
             **feature_fields(shared, q),
         )
-    return write_manifest(out_dir, pipeline, specs)
+    return write_manifest(out_dir, pipeline, specs, crop or CropSpec())
 
 
 # colour (RGB) and band (top row fraction) of the pattern that marks each class in tiny data sets

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from convert.model import load_config
+from edge.crop import CropSpec
 from edge.errors import ConfigError
 
 pytestmark = pytest.mark.convert
@@ -210,10 +211,12 @@ def test_export_ships_the_cascade_with_manifest_and_report(trained: dict[str, Pa
                               "--latency-json", str(tmp_path / "no_sweep.json")])
     assert export.run(args) == 0
     m = load_manifest(out)
-    assert m.pipeline == "cascade" and set(m.models) == {"masknet", "imasknet"}
+    assert m.classifiers == "cascade" and set(m.models) == {"masknet", "imasknet"}
     spec = m.models["masknet"]
     assert spec.input_dtype == "uint8" and spec.input_size == 48 and spec.trainable_layers == 23
-    assert m.version == 2 and m.models["imasknet"].features_of == "masknet"
+    assert m.version == 3 and m.models["imasknet"].features_of == "masknet"
+    # the generated data set records no crop: the runs and the manifest say the default one
+    assert m.crop == CropSpec()
     assert spec.dataset_sha256 and spec.calibration_sha256
     for kind in ("float", "int8"):
         assert spec.metrics[kind]["test"]["n"] == 36
