@@ -55,6 +55,9 @@ def _one_of(*choices: str) -> Callable[[Any], bool]:
     return lambda v: v in choices
 
 
+# Settings whose default is a string that may also be set to true / false.
+_STR_OR_BOOL = frozenset({"classifier.align"})
+
 # key -> (check, what a valid value is). Types come from the default value itself.
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "camera.source": (lambda v: v.strip() != "", "a non-empty string"),
@@ -75,7 +78,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "detector.nms_iou": (_unit, "between 0 and 1"),
     "detector.min_face_size": (_non_negative, "pixels >= 0"),
     "classifier.models_dir": (lambda v: True, "a folder path or \"\""),
-    "classifier.align": (lambda v: True, "true or false"),
+    "classifier.align": (lambda v: v == "auto" or isinstance(v, bool), "\"auto\", true or false"),
     "classifier.max_faces_per_frame": (_positive, "a positive integer"),
     "runtime.threads": (lambda v: 1 <= v <= 64, "between 1 and 64"),
     "tracker.iou_threshold": (lambda v: 0.0 < v <= 1.0, "above 0 and at most 1"),
@@ -142,7 +145,7 @@ class DetectorConfig:
 @dataclass(frozen=True)
 class ClassifierConfig:
     models_dir: str
-    align: bool
+    align: bool | str  # "auto": the crop the manifest records
     max_faces_per_frame: int
 
 
@@ -267,7 +270,8 @@ def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
             value = float(value)
             ok = math.isfinite(value)
     elif isinstance(default, str):
-        ok = isinstance(value, str)
+        # classifier.align: "auto" or a boolean
+        ok = isinstance(value, str) or (key in _STR_OR_BOOL and isinstance(value, bool))
     elif isinstance(default, list):
         ok = isinstance(value, list)
     else:  # pragma: no cover - the defaults only hold the types above

@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def models(pytestconfig: pytest.Config) -> Path:
     """The classifiers `masknet run` tests use: the committed ones, else tiny ones (cached)."""
-    from test_edge_helpers import classifier_models, need_detector
+    from helpers import classifier_models, need_detector
 
     need_detector()
     return classifier_models(pytestconfig.cache)
@@ -46,7 +46,7 @@ def models(pytestconfig: pytest.Config) -> Path:
 @pytest.fixture
 def workdir(tmp_path: Path, models: Path) -> Path:
     """A folder with config.toml = RUN_CONFIG, where `masknet run` tests run."""
-    from test_edge_helpers import RUN_CONFIG, write_config
+    from helpers import RUN_CONFIG, write_config
 
     write_config(tmp_path / "config.toml", RUN_CONFIG)
     return tmp_path

@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_edge_helpers import assert_clean_failure, classifier_models, masknet
+from helpers import assert_clean_failure, classifier_models, masknet
 
-from edge.doctor import device_model, is_raspberry_pi
-from edge.manifest import write_manifest
+from edge.manifest import load_manifest, write_manifest
 from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, models_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,6 +66,7 @@ def test_healthy_setup_passes_and_builds_what_run_builds(models_copy: Path) -> N
     assert f"{DETECTOR_MODEL}: loads and runs" in out
     assert f"detector {models_copy / DETECTOR_MODEL} (the file `masknet run` uses" in out
     assert "pipeline builds as `masknet run` builds it" in out
+    assert "face crop: size" in out  # the crop the manifest records
     assert "opencv" in out and "picamera2" in out
     assert "gpio" in out and "Factory" in out
     assert "all checks passed" in out
@@ -84,10 +84,10 @@ def test_missing_manifest_fails_like_run(models_copy: Path) -> None:
 
 
 def test_classifier_that_does_not_load_fails_naming_it(models_copy: Path) -> None:
-    manifest = json.loads((models_copy / "manifest.json").read_text())
-    model = models_copy / manifest["models"]["imasknet"]["file"]
+    manifest = load_manifest(models_copy, verify=False)
+    model = manifest.models["imasknet"].path
     model.write_bytes(model.read_bytes()[:2000])
-    write_manifest(models_copy, manifest["pipeline"], manifest["models"])  # its sha256 matches again
+    write_manifest(models_copy, manifest.classifiers, manifest.models, manifest.crop)  # its sha256 matches again
     result = doctor(models=models_copy)
     assert result.returncode == 1, result.stdout
     (failure,) = _failures(result)
@@ -157,13 +157,3 @@ def test_a_config_doctor_cannot_read_is_a_failure(models_copy: Path, tmp_path: P
     assert result.returncode == 1
     (failure,) = _failures(result)
     assert str(config) in failure and "not UTF-8" in failure
-
-
-def test_pi_detection_reads_the_nul_terminated_device_tree_model(tmp_path: Path) -> None:
-    model = tmp_path / "model"
-    model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\0")
-    assert device_model(model) == "Raspberry Pi 4 Model B Rev 1.4"
-    assert is_raspberry_pi(model)
-    model.write_bytes(b"Hardkernel ODROID-C4\0")
-    assert not is_raspberry_pi(model)
-    assert not is_raspberry_pi(tmp_path / "absent")

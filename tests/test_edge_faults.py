@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_edge_helpers import (
+from helpers import (
     RUN_CONFIG,
     assert_clean_failure,
     astronaut,

@@ -27,6 +27,7 @@ import numpy as np
 
 from edge import __version__
 from edge.config import Config
+from edge.device import device_model, is_raspberry_pi
 from edge.errors import MasknetError
 from edge.paths import (
     DETECTOR_MODEL,
@@ -41,9 +42,6 @@ OK = "ok"
 WARN = "warn"  # worth knowing, does not stop `masknet run`
 FAIL = "FAIL"  # `masknet run` would not work
 MISSING = "missing"  # not an error: e.g. trained models before they are exported
-
-DEVICE_MODEL_FILE = Path("/proc/device-tree/model")
-
 
 @dataclass
 class Report:
@@ -64,18 +62,6 @@ class Report:
             last = section
             out.append(f"{head:<9} {status:<8} {text}")
         return "\n".join(out)
-
-
-def device_model(path: Path = DEVICE_MODEL_FILE) -> str:
-    """The board name from the device tree ('' when there is none, i.e. not a single-board computer)."""
-    try:
-        return path.read_bytes().replace(b"\0", b"").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-def is_raspberry_pi(path: Path = DEVICE_MODEL_FILE) -> bool:
-    return "Raspberry Pi" in device_model(path)
 
 
 def _dist_version(dist: str) -> str:
@@ -166,7 +152,9 @@ def check_trained(report: Report, folder: Path) -> bool:
     except MasknetError as exc:
         report.add("models", FAIL, str(exc))
         return False
-    used = {spec.name for spec in manifest.pipeline_models}
+    recorded = "" if manifest.version >= 3 else f" (version {manifest.version} manifest records none: the defaults)"
+    report.add("models", OK, f"face crop: {manifest.crop.describe()}{recorded}")
+    used = {spec.name for spec in manifest.classifier_models}
     for spec in manifest.models.values():
         try:
             verify_model(spec)
@@ -174,7 +162,7 @@ def check_trained(report: Report, folder: Path) -> bool:
             # a model the chosen pipeline never loads cannot stop `masknet run`
             report.add("models", FAIL if spec.name in used else WARN, str(exc))
             continue
-        role = f"{manifest.pipeline} pipeline" if spec.name in used else "not used by the pipeline"
+        role = f"{manifest.classifiers} pipeline" if spec.name in used else "not used by the pipeline"
         if spec.input_features is not None:
             f = spec.input_features
             takes = f"reads {spec.features_of}'s {f.layer} features ({'x'.join(map(str, f.shape))} {f.dtype})"
@@ -191,22 +179,22 @@ def check_trained(report: Report, folder: Path) -> bool:
 def check_build(report: Report, cfg: Config) -> None:
     """Build the pipeline as `masknet run` does: every classifier loaded and its input and outputs
     checked against the manifest, and the detector loaded. Pins and camera are not touched."""
-    from edge.run_cmd import build_pipeline
+    from edge.pipeline import load_models
 
     t0 = time.perf_counter()
     try:
-        pipeline = build_pipeline(cfg)
+        _, cascade = load_models(cfg)
     except MasknetError as exc:
         report.add("models", FAIL, f"`masknet run` would stop: {exc}")
         return
     ms = (time.perf_counter() - t0) * 1e3
-    files = [pipeline.cascade.first.spec.path.name]
-    if pipeline.cascade.imasknet is not None:
-        files.append(pipeline.cascade.imasknet.spec.path.name)
+    files = [cascade.first.spec.path.name]
+    if cascade.imasknet is not None:
+        files.append(cascade.imasknet.spec.path.name)
     report.add(
         "models",
         OK,
-        f"pipeline builds as `masknet run` builds it ({ms:.0f} ms): {pipeline.cascade.pipeline} "
+        f"pipeline builds as `masknet run` builds it ({ms:.0f} ms): {cascade.classifiers} "
         f"{' + '.join(files)} load and match the manifest's shapes; detector {cfg.detector.name}",
     )
 

@@ -17,10 +17,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from edge.config import Config, load_config
+from edge.config import load_config
 from edge.native_stderr import NativeStderr
 from edge.stop import Stopped, StopSignals, exit_status, signal_name
 
@@ -72,41 +71,6 @@ def _setup_logging() -> None:
     # MASKNET_DEBUG=1 also shows the native libraries' messages (edge/native_stderr.py)
     root.setLevel(logging.DEBUG if os.environ.get("MASKNET_DEBUG") else logging.INFO)
     root.propagate = False
-
-
-def build_pipeline(cfg: Config, indicators: Any = None, events: Any = None, timer: Any = None) -> Any:
-    """Detector, cascade and tracker from the config: the door's pipeline, also used by bench."""
-    from edge.cascade import Cascade
-    from edge.detector import create_detector
-    from edge.manifest import load_manifest
-    from edge.paths import DETECTOR_MODEL, detector_path, models_dir
-    from edge.pipeline import Pipeline
-    from edge.timing import NULL_TIMER
-    from edge.tracker import Tracker
-
-    mdir = Path(cfg.classifier.models_dir).expanduser() if cfg.classifier.models_dir else models_dir()
-    cascade = Cascade(load_manifest(mdir, verify=True), num_threads=cfg.runtime.threads, align=cfg.classifier.align)
-    options: dict[str, Any] = {
-        "score_threshold": cfg.detector.score_threshold,
-        "nms_iou": cfg.detector.nms_iou,
-        "min_face_size": cfg.detector.min_face_size,
-        "num_threads": cfg.runtime.threads,
-    }
-    # the same file `masknet doctor` checks for this config; the detector's own default otherwise
-    detector_file = detector_path(cfg.detector.model, mdir)
-    if detector_file != models_dir() / DETECTOR_MODEL:
-        options["model_path"] = detector_file
-    detector = create_detector(cfg.detector.name, **options)
-    return Pipeline(
-        detector,
-        cascade,
-        Tracker(cfg.tracker),
-        indicators=indicators,
-        events=events,
-        timer=timer or NULL_TIMER,
-        hold_seconds=cfg.indicators.hold_seconds,
-        max_faces=cfg.classifier.max_faces_per_frame,
-    )
 
 
 def frame_loop(
@@ -278,6 +242,7 @@ def _run(args: argparse.Namespace, door: _Door, stop: StopSignals) -> None:
         return
 
     from edge.events import EventLog
+    from edge.pipeline import build_pipeline, load_models
     from edge.preview import Preview
     from edge.reopening import ReopeningSource
     from edge.sources import make_source
@@ -285,7 +250,8 @@ def _run(args: argparse.Namespace, door: _Door, stop: StopSignals) -> None:
 
     # models first: a broken model is reported before any pin or camera is touched
     log.info("starting: loading the models")
-    pipeline = build_pipeline(cfg, timer=StageTimer(capacity=256))
+    timer = StageTimer(capacity=256)
+    pipeline = build_pipeline(cfg, None, None, timer, load_models(cfg, timer))
     door.indicators = Indicators(cfg.indicators)
     door.events = EventLog(
         cfg.events.output, cfg.events.max_bytes, cfg.events.backups, cfg.events.save_crops,
@@ -308,7 +274,7 @@ def _run(args: argparse.Namespace, door: _Door, stop: StopSignals) -> None:
     door.started = time.monotonic()
     log.info(
         "running: %s, %s pipeline, %s pins, events to %s",
-        source.description, pipeline.cascade.pipeline, door.indicators.mode,
+        source.description, pipeline.cascade.classifiers, door.indicators.mode,
         "stdout" if cfg.events.output == "-" else cfg.events.output,
     )
     frame_loop(source, pipeline, args.max_frames, preview=door.preview, stop=stop)
