@@ -141,7 +141,8 @@ def test_faces_and_threads_lists_compare_every_combination(
     assert result["header"]["threads"] == 1 and result["faces"] == 1
     assert set(result["ratios"]["frame_vs_one_face"]) == {"3"}
     assert "frame time with 3 faces / with 1 face" in printed
-    assert "each face adds" in printed
+    assert "each classified face adds" in printed
+    assert [r["faces_classified_mean"] for r in result["runs"] if r["threads"] == 1] == [1.0, min(3, budget)]
 
 
 def test_cost_split_is_the_line_through_one_and_most_faces() -> None:
@@ -155,7 +156,23 @@ def test_cost_split_is_the_line_through_one_and_most_faces() -> None:
     assert r["frame_vs_one_face"] == {"2": pytest.approx(1.7), "4": pytest.approx(3.1)}
     # (6.2 - 2.0) / 3 = 1.4 ms per face; 2.0 - 1.4 = 0.6 ms per frame
     assert r["cost_split_ms"] == {"per_face": pytest.approx(1.4), "per_frame": pytest.approx(0.6)}
+    assert "past_budget_ms_per_face" not in r
     assert "cost_split_ms" not in ratios([run(1, 2.0)])
+
+
+def test_past_the_budget_the_frame_time_flattens() -> None:
+    from edge.commands.bench.report import ratios
+
+    def run(faces: int, classified: float, frame_ms: float) -> dict:
+        return {"variant": "int8", "threads": 2, "input_size": 224, "faces": faces, "faces_classified_mean": classified,
+                "overhead_ratio": 1.1, "frame": {"mean_ms": frame_ms}}
+
+    # classifier.max_faces_per_frame 2: 4 and 8 faces classify 2 a frame
+    r = ratios([run(1, 1, 2.0), run(4, 2, 3.6), run(8, 2, 4.0)])
+    # the line goes through the classified faces: (3.6 - 2.0) / (2 - 1) = 1.6 ms per face
+    assert r["cost_split_ms"] == {"per_face": pytest.approx(1.6), "per_frame": pytest.approx(0.4)}
+    # from 4 to 8 faces only detection and tracking grow: (4.0 - 3.6) / 4 = 0.1 ms per face
+    assert r["past_budget_ms_per_face"] == pytest.approx(0.1)
 
 
 def test_repeat_runs_every_combination_each_round_and_reports_the_spread(

@@ -29,6 +29,11 @@ def _int_list(text: str, what: str) -> list[int]:
     return list(dict.fromkeys(values))
 
 
+def _budget(args: argparse.Namespace) -> dict[str, Any]:
+    """--max-faces as a config override (validated like the config key)."""
+    return {} if args.max_faces is None else {"classifier.max_faces_per_frame": args.max_faces}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frames", type=int, default=300, metavar="N", help="frames to time (default 300)"
@@ -41,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="1",
         metavar="K[,K...]",
         help="faces pasted into the generated scene; a list (1,4) compares how cost grows (default 1)",
+    )
+    parser.add_argument(
+        "--max-faces",
+        type=int,
+        metavar="N",
+        help="faces classified per frame (classifier.max_faces_per_frame; default: the config's); "
+        "--faces past it shows the frame time flattening",
     )
     parser.add_argument(
         "--source",
@@ -117,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--warmup must be 0 or more, got {args.warmup}")
     if args.repeat < 1:
         raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, _budget(args))
     threads = _int_list(args.threads, "--threads") if args.threads else [cfg.runtime.threads]
     faces = _int_list(args.faces, "--faces")
     dirs = [
@@ -179,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
             "models": main["models"],
             "input": source_desc,
             "warmup": args.warmup,
+            "max_faces_per_frame": cfg.classifier.max_faces_per_frame,
             "cascade": "I-Mask-net on every face (worst case)"
             if not args.real_cascade
             else "I-Mask-net only when Mask-net says mask_incorrect",

@@ -67,6 +67,7 @@ def comparison_table(runs: list[dict[str, Any]], markdown: bool) -> str:
                 r["variant"],
                 str(r["threads"]),
                 "-" if r["faces"] is None else str(r["faces"]),
+                _fmt(r.get("faces_classified_mean"), 1),
                 str(r["input_size"]),
                 _fmt(r["frame"]["mean_ms"]),
                 _fmt(r["frame"]["p95_ms"]),
@@ -81,6 +82,7 @@ def comparison_table(runs: list[dict[str, Any]], markdown: bool) -> str:
         "models",
         "threads",
         "faces",
+        "classified",
         "input",
         "frame ms",
         "p95 ms",
@@ -126,11 +128,21 @@ def ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out["frame_vs_one_face"] = {
             str(k): r["frame"]["mean_ms"] / one for k, r in sorted(by_faces.items()) if k != 1
         }
-        # a straight line through 1 face and the most faces: what a person costs, what the
-        # frame costs anyway, so a user can work out the frame rate for any crowd
-        most = max(by_faces)
-        per_face = (by_faces[most]["frame"]["mean_ms"] - one) / (most - 1)
-        out["cost_split_ms"] = {"per_face": per_face, "per_frame": one - per_face}
+        # a straight line through 1 face and the run classifying the most faces: what a
+        # classified face costs, what the frame costs anyway, so a user can work out the frame
+        # rate for any crowd and any classifier.max_faces_per_frame
+        def classified(k: int) -> float:
+            return float(by_faces[k].get("faces_classified_mean", k))
+
+        most = max(by_faces, key=lambda k: (classified(k), -k))
+        if classified(most) > classified(1):
+            per_face = (by_faces[most]["frame"]["mean_ms"] - one) / (classified(most) - classified(1))
+            out["cost_split_ms"] = {"per_face": per_face, "per_frame": one - per_face}
+        # faces past the budget are only detected and tracked: the frame time flattens
+        over = sorted(k for k in by_faces if k > most)
+        if over:
+            k = over[-1]
+            out["past_budget_ms_per_face"] = (by_faces[k]["frame"]["mean_ms"] - by_faces[most]["frame"]["mean_ms"]) / (k - most)
     return out
 
 
@@ -194,6 +206,7 @@ def render(result: dict[str, Any], markdown: bool) -> str:
         f"- models: {models}",
         f"- input: {h['input']}; {result['frames']} frames timed after {h['warmup']} warm-up frames; "
         f"{h['cascade']}",
+        f"- faces classified per frame at most: {h['max_faces_per_frame']} (classifier.max_faces_per_frame)",
         f"- faces detected per frame: {result['faces_detected_mean']:.2f}; peak RSS {result['rss_peak_mb']:.1f} MB "
         f"(this process, all runs{'' if len(result['runs']) == 1 else '; per run in the JSON'})",
         "",
@@ -220,8 +233,14 @@ def render(result: dict[str, Any], markdown: bool) -> str:
     if "cost_split_ms" in r:
         split = r["cost_split_ms"]
         lines.append(
-            f"each face adds {split['per_face']:.2f} ms to a frame whose own work is {split['per_frame']:.2f} ms "
-            "(classifiers, crop and tracking per face; detector, decode and tracking per frame)"
+            f"each classified face adds {split['per_face']:.2f} ms to a frame whose own work is "
+            f"{split['per_frame']:.2f} ms (classifiers, crop and tracking per face; detector, decode and "
+            "tracking per frame)"
+        )
+    if "past_budget_ms_per_face" in r:
+        lines.append(
+            f"past classifier.max_faces_per_frame = {h['max_faces_per_frame']} each further face adds "
+            f"{r['past_budget_ms_per_face']:.2f} ms (detected and tracked; it keeps its last verdict)"
         )
     if len(result["runs"]) > 1:
         lines += ["", comparison_table(result["runs"], markdown)]
