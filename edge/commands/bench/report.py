@@ -178,7 +178,7 @@ def rounds_table(rounds: list[dict[str, Any]], markdown: bool) -> str:
     ]
     if "cost_split_ms" in rounds[0]:
         cols += [
-            ("each face adds ms", "cost_split_ms.per_face", 2),
+            ("each classified face adds ms", "cost_split_ms.per_face", 2),
             ("frame's own work ms", "cost_split_ms.per_frame", 2),
         ]
     if "int8_vs_float_masknet_invoke" in rounds[0]:
