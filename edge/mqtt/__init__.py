@@ -17,6 +17,7 @@ import numpy as np
 
 from edge.classes import MASK_INCORRECT, SUBTYPES
 from edge.config import Config
+from edge.errors import ConfigError
 from edge.mqtt.client import door_name, resolve_password, tls_context, topic_prefix
 from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
@@ -72,6 +73,13 @@ class DoorFeed:
 def attach(cfg: Config, pipeline: Any, source: Any, events: Any) -> DoorFeed:
     """Start publishing this door; returns the feed whose ``on_frame`` the frame loop calls."""
     m = cfg.mqtt
+    try:
+        import paho.mqtt.client  # noqa: F401 - checked here: the thread imports it later
+    except ImportError:
+        raise ConfigError(
+            "mqtt.enabled: the paho-mqtt package is not installed; run ./install.sh "
+            "(or pip install paho-mqtt), or set mqtt.enabled = false"
+        ) from None
     password = resolve_password(m)
     tls = tls_context(m)
     door = door_name(m)

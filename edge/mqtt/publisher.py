@@ -266,6 +266,11 @@ class Publisher:
                 entry = in_flight.pop(acks.popleft(), None)
                 if entry is not None:
                     self.outbox.ack(entry)
+            with self._lock:
+                live = list(self._live)
+                self._live.clear()
+            for topic, payload in live:
+                client.publish(topic, payload, qos, retain=True)
             now = time.monotonic()
             if self._stop.is_set():
                 if stop_at is None:
@@ -273,11 +278,6 @@ class Publisher:
                 if len(self.outbox) == 0 or now >= stop_at:
                     self._goodbye(client, fps)
                     return
-            with self._lock:
-                live = list(self._live)
-                self._live.clear()
-            for topic, payload in live:
-                client.publish(topic, payload, qos, retain=True)
             while len(in_flight) < WINDOW:
                 entry = self.outbox.take()
                 if entry is None:
@@ -323,7 +323,11 @@ class Publisher:
         return _json(payload)
 
     def _goodbye(self, client: Any, fps: float) -> None:
-        """A clean stop: the final counts, then offline (the will is only for when the door dies)."""
+        """A clean stop: lights off, the final counts, then offline (the will is for a door that dies)."""
+        self.state("idle", None, 0)  # the indicators are switched off as the door stops
+        with self._lock:
+            state = self._retained[self.topics.state]
+        client.publish(self.topics.state, state, self.cfg.qos, retain=True)
         client.publish(self.topics.counters, self._counters(fps), self.cfg.qos, retain=True)
         info = client.publish(self.topics.availability, b"offline", self.cfg.qos, retain=True)
         deadline = time.monotonic() + 1.0
