@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt  # here, so that a missing paho is the CLI's one-line hint
 
-from edge.config import MqttConfig, load_config
+from edge.config import MqttConfig, load_config, secret_warnings
 from edge.errors import BrokerError
 from edge.mqtt.client import (
     describe_error,
@@ -187,7 +187,10 @@ def _connect(cfg: MqttConfig, watch: Watch, topic: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"mqtt.host": args.host, "mqtt.port": args.port}
-    cfg = load_config(args.config, {k: v for k, v in overrides.items() if v is not None}).mqtt
+    config = load_config(args.config, {k: v for k, v in overrides.items() if v is not None})
+    for line in secret_warnings(config, args.config):
+        print(f"masknet watch: warning: {line}", file=sys.stderr)
+    cfg = config.mqtt
     watch = Watch(sys.stdout, args.json)
     client = _connect(cfg, watch, args.topic)
     stopped: list[int] = []

@@ -43,28 +43,25 @@ def discovery_configs(topics: Topics, discovery_prefix: str) -> dict[str, dict[s
         payload = {"unique_id": f"masknet_{door}_{object_id}", **fields, **common}
         configs[f"{discovery_prefix}/{component}/{door}/{object_id}/config"] = payload
 
-    add(
-        "sensor", "last_verdict",
-        name="Last verdict",
-        icon="mdi:face-mask",
-        state_topic=topics.last,
-        value_template="{{ value_json.class_id }}",
-        json_attributes_topic=topics.last,
-        json_attributes_template=(
-            "{{ {'sub_type': value_json.sub_type, 'advice': value_json.advice, "
-            "'score': value_json.score, 'timestamp': value_json.timestamp, "
-            "'event_id': value_json.id} | tojson }}"
-        ),
-    )
-    add(
-        "sensor", "light",
-        name="Light",
-        icon="mdi:traffic-light",
-        state_topic=topics.state,
-        value_template="{{ value_json.light }}",
-        json_attributes_topic=topics.state,
-        json_attributes_template="{{ {'sub_type': value_json.sub_type, 'people': value_json.people} | tojson }}",
-    )
+    # sensors whose state is one field of a JSON topic and whose attributes are other fields:
+    # (object id, name, icon, topic, state field, {attribute: field})
+    for object_id, name, icon, topic, field, attributes in (
+        ("last_verdict", "Last verdict", "mdi:face-mask", topics.last, "class_id",
+         {"sub_type": "sub_type", "advice": "advice", "score": "score", "timestamp": "timestamp",
+          "event_id": "id"}),
+        ("light", "Light", "mdi:traffic-light", topics.state, "light",
+         {"sub_type": "sub_type", "people": "people"}),
+    ):
+        pairs = ", ".join(f"'{a}': value_json.{f}" for a, f in attributes.items())
+        add(
+            "sensor", object_id,
+            name=name,
+            icon=icon,
+            state_topic=topic,
+            value_template=f"{{{{ value_json.{field} }}}}",
+            json_attributes_topic=topic,
+            json_attributes_template=f"{{{{ {{{pairs}}} | tojson }}}}",
+        )
     for class_id in MASKNET_CLASSES:
         add(
             "sensor", f"{class_id}_today",
@@ -84,21 +81,19 @@ def discovery_configs(topics: Topics, discovery_prefix: str) -> dict[str, dict[s
         payload_on="ON",
         payload_off="OFF",
     )
-    add(
-        "sensor", "fps",
-        name="Frame rate",
-        state_topic=topics.counters,
-        value_template="{{ value_json.health.fps }}",
-        unit_of_measurement="fps",
-        state_class="measurement",
-        entity_category="diagnostic",
-    )
-    add(
-        "sensor", "events_lost",
-        name="Events lost",
-        state_topic=topics.counters,
-        value_template="{{ value_json.health.events_lost }}",
-        state_class="total_increasing",
-        entity_category="diagnostic",
-    )
+    # health figures, as diagnostics: (object id, name, state class, unit)
+    for figure, name, state_class, unit in (
+        ("fps", "Frame rate", "measurement", "fps"),
+        ("events_lost", "Events lost", "total_increasing", None),
+    ):
+        extra = {"unit_of_measurement": unit} if unit else {}
+        add(
+            "sensor", figure,
+            name=name,
+            state_topic=topics.counters,
+            value_template=f"{{{{ value_json.health.{figure} }}}}",
+            state_class=state_class,
+            entity_category="diagnostic",
+            **extra,
+        )
     return configs
