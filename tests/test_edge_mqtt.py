@@ -242,6 +242,40 @@ def test_two_password_sources_are_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_a_password_readable_by_others_is_warned_about(tmp_path: Path) -> None:
+    from edge.config import load_config, secret_warnings
+
+    path = write_config(tmp_path / "c.toml", '[mqtt]\npassword = "x"\n')
+    os.chmod(path, 0o644)
+    (line,) = secret_warnings(load_config(path), path)
+    assert f"{path} holds mqtt.password and is readable by other users" in line and "chmod 600" in line
+    os.chmod(path, 0o600)
+    assert secret_warnings(load_config(path), path) == []
+
+
+def test_daily_counts_start_again_at_local_midnight() -> None:
+    from datetime import datetime, timedelta
+
+    from edge.mqtt.counters import DailyCounts
+
+    day = datetime(2026, 11, 29, 23, 59, 0)
+    now = [day.timestamp()]
+    counts = DailyCounts(clock=lambda: now[0])
+
+    def record(when: datetime, class_id: str, sub: str | None = None) -> dict[str, object]:
+        return {"timestamp": when.astimezone().isoformat(), "class_id": class_id, "sub_type": sub}
+
+    counts.add(record(day, "mask"))
+    counts.add(record(day, "mask_incorrect", "mask_over_chin"))
+    counts.add(record(day - timedelta(days=1), "no_mask"))  # yesterday's, from the event file
+    snap = counts.snapshot()
+    assert snap["counts"] == {"mask": 1, "mask_incorrect": 1, "no_mask": 0}
+    assert snap["sub_types"]["mask_over_chin"] == 1 and snap["mask_share"] == 0.5
+    now[0] += 120  # 00:01 the next day
+    snap = counts.snapshot()
+    assert snap["total"] == 0 and snap["mask_share"] is None and snap["date"] == "2026-11-30"
+
+
 def test_outbox_keeps_order_requeues_unacknowledged_and_drops_the_oldest_when_full(tmp_path: Path) -> None:
     ack = tmp_path / "events.jsonl.mqtt-ack"
     box = Outbox(capacity=3, ack_path=ack)
