@@ -31,6 +31,7 @@ ACK_SUFFIX = ".mqtt-ack"
 class Entry:
     id: str
     record: dict[str, object]
+    n: int  # position in the outbox's order
     acked: bool = field(default=False)
 
 
@@ -94,8 +95,11 @@ class Outbox:
     def __init__(self, capacity: int, ack_path: Path | None = None, acked: str | None = None) -> None:
         self.capacity = capacity
         self.ack_path = ack_path
-        self.acked = acked  # the last id such that it and everything before it is done with
+        # the last id such that it and everything before it is done with: acknowledged or dropped
+        self.acked = acked
         self.dropped = 0
+        self._next = 0
+        self._last_dropped: Entry | None = None  # dropped behind events still in flight
         self._pending: deque[Entry] = deque()
         self._sent: deque[Entry] = deque()
         self._lock = threading.Lock()
@@ -112,13 +116,17 @@ class Outbox:
             return sum(not e.acked for e in self._sent)
 
     def put(self, record: dict[str, object]) -> None:
-        entry = Entry(str(record["id"]), record)
         with self._lock:
-            self._pending.append(entry)
+            self._pending.append(Entry(str(record["id"]), record, self._next))
+            self._next += 1
             # bounded: the oldest unsent events make room (counted as lost), never the door waits
             while self._pending and len(self._pending) + len(self._sent) > self.capacity:
-                self._pending.popleft()
+                gone = self._pending.popleft()
                 self.dropped += 1
+                if self._sent:
+                    self._last_dropped = gone  # done with once what is in flight is
+                else:
+                    self.acked = gone.id  # a restart must not bring it back
 
     def take(self) -> Entry | None:
         """The oldest pending event, now in flight."""
@@ -133,7 +141,13 @@ class Outbox:
         with self._lock:
             entry.acked = True
             while self._sent and self._sent[0].acked:
-                self.acked = self._sent.popleft().id
+                done = self._sent.popleft()
+                self.acked = done.id
+                if self._last_dropped is not None and self._last_dropped.n < done.n:
+                    self._last_dropped = None
+            if not self._sent and self._last_dropped is not None:
+                self.acked = self._last_dropped.id
+                self._last_dropped = None
 
     def requeue(self) -> int:
         """After a disconnection: unacknowledged events go back to the front, in order."""

@@ -168,6 +168,14 @@ class Publisher:
             self._last_problem = line
             log.warning("mqtt: %s; the door runs on offline, events are kept for later", line)
 
+    def _warn_drops(self) -> None:
+        dropped = self.outbox.new_drops()
+        if dropped:
+            log.warning(
+                "mqtt: backlog full (mqtt.backlog = %d): the %d oldest undelivered event(s) dropped",
+                self.cfg.backlog, dropped,
+            )
+
     def _run(self) -> None:
         delay = 0.5
         while not self._stop.is_set():
@@ -178,6 +186,7 @@ class Publisher:
                 client = None
             self._attempted.set()
             if client is None:
+                self._warn_drops()
                 self._stop.wait(delay)
                 delay = min(delay * 2.0, self.cfg.reconnect_max_s)
                 continue
@@ -210,11 +219,13 @@ class Publisher:
             if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
                 break
         rc = answer.get("rc")
-        if rc is None or rc.is_failure:
+        # stopped while waiting for the answer: nothing to report
+        if (rc is not None or not self._stop.is_set()) and (rc is None or rc.is_failure):
             self._problem(
                 describe_refusal(self.cfg, rc) if rc is not None
                 else f"the broker at {self.cfg.host}:{self.cfg.port} did not answer CONNECT"
             )
+        if rc is None or rc.is_failure:
             try:
                 client.disconnect()
                 client.loop(timeout=0.01)
@@ -294,12 +305,7 @@ class Publisher:
                 health_prev = (now, frames)
                 next_health = now + self.cfg.counters_interval_s
                 next_counts = 0.0  # publish now
-                dropped = self.outbox.new_drops()
-                if dropped:
-                    log.warning(
-                        "mqtt: backlog full (mqtt.backlog = %d): %d undelivered event(s) dropped",
-                        self.cfg.backlog, dropped,
-                    )
+                self._warn_drops()
             if now >= next_counts and (self._counts_changed or next_counts == 0.0):
                 client.publish(self.topics.counters, self._counters(fps), qos, retain=True)
                 next_counts = now + COUNTS_MIN_S
