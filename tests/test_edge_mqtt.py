@@ -397,11 +397,12 @@ def test_broker_outage_and_door_restart_lose_no_event_and_keep_the_order(tmp_pat
     a = b = None
     try:
         a = Door(tmp_path, models, "--source", "frames", "--loop", "--events", "ev.jsonl")
-        wait_for(lambda: len(sub.events()) >= 3, "events delivered before the outage")
+        # 12 visits of 9 frames each side of the outage: 100+ frame times for each p99
+        wait_for(lambda: len(sub.events()) >= 12, "events delivered before the outage", timeout=60)
         broker.stop()
         down_at = time.monotonic()
         n0 = len(file_records(events_file))
-        wait_for(lambda: len(file_records(events_file)) >= n0 + 3, "events written while the broker is down")
+        wait_for(lambda: len(file_records(events_file)) >= n0 + 12, "events written while the broker is down", timeout=60)
         stderr_a = a.stop()
         assert a.proc.returncode == 0, stderr_a
         # the door itself restarts while the broker is still down
@@ -436,14 +437,16 @@ def test_broker_outage_and_door_restart_lose_no_event_and_keep_the_order(tmp_pat
     assert "still to deliver" in stderr_b  # the restarted door found the undelivered events
 
     # the frame loop never waited for the broker: frame time p99 while offline is that of a
-    # connected door within noise (the bound is loose on purpose: a blocking publish or connect
-    # costs seconds, the noise of a busy 2-core machine tens of milliseconds)
+    # connected door within noise. The bound is loose on purpose: a door that waited for the
+    # broker (an acknowledgement, a connection attempt) would lose a second or more on every
+    # event, i.e. on more than 1 % of the frames; a busy shared machine adds tens of milliseconds
+    # and, now and then, one long frame, which a p99 over 100+ frames leaves out.
     m = re.search(r"frame time p99 ([\d.]+) ms while connected \((\d+) frames\), ([\d.]+) ms while offline \((\d+) frames\)", stderr_a)
     assert m, stderr_a
     p99_on, n_on, p99_off, n_off = float(m[1]), int(m[2]), float(m[3]), int(m[4])
     print(f"outage: {len(final)} events, {len(got) - len(final)} duplicate(s); {m[0]}")
-    assert n_on >= 10 and n_off >= 10, m[0]
-    assert p99_off <= 2 * p99_on + 100.0, m[0]
+    assert n_on >= 100 and n_off >= 100, m[0]
+    assert p99_off <= 3 * p99_on + 150.0, m[0]
 
 
 def _openssl(*args: str, cwd: Path) -> None:
