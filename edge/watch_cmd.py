@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from types import FrameType
 from typing import Any, TextIO
 
@@ -86,9 +86,12 @@ def _verdict(d: dict[str, Any]) -> str:
 def table(doors: dict[str, Door]) -> str:
     header = ("door", "status", "light", "people", "last verdict", "at", "mask", "wrong", "none", "mask %")
     rows = [header]
+    today = date.today().isoformat()
     for door in sorted(doors.values(), key=lambda d: d.name):
-        counts = door.counters.get("counts", {})
-        share = door.counters.get("mask_share")
+        # a door silent since before midnight has no counts for today
+        fresh = door.counters.get("date") == today
+        counts = door.counters.get("counts", {}) if fresh else {}
+        share = door.counters.get("mask_share") if fresh else None
         light = door.state.get("light", "-")
         if door.state.get("sub_type"):
             light = f"{light}/{door.state['sub_type']}"

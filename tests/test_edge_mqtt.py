@@ -7,6 +7,7 @@ Every wait is on a condition with a deadline, never a fixed sleep.
 from __future__ import annotations
 
 import getpass
+import io
 import json
 import os
 import queue
@@ -586,8 +587,34 @@ def test_watch_json_shows_two_doors_publishing_at_once(tmp_path: Path, models: P
     assert all(m["topic"].startswith(f"masknet/{m['door']}/") for m in seen)
 
 
+def test_watch_table_shows_each_door_and_ignores_other_topics() -> None:
+    from datetime import date
+
+    from edge.watch_cmd import Watch
+
+    out = io.StringIO()
+    watch = Watch(out, as_json=False)
+    today = date.today().isoformat()
+    for topic, payload in [
+        ("masknet/front/availability", b"online"),
+        ("masknet/front/state", b'{"door":"front","light":"mask_incorrect","sub_type":"mask_over_chin","people":1}'),
+        ("masknet/front/last", b'{"door":"front","class_id":"mask_incorrect","sub_type":"mask_over_chin","timestamp":"2026-11-29T10:00:00+00:00"}'),
+        ("masknet/front/counters", b'{"door":"front","date":"' + today.encode() + b'","counts":{"mask":3,"mask_incorrect":1,"no_mask":0},"mask_share":0.75}'),
+        ("masknet/back/availability", b"offline"),
+        ("masknet/back/counters", b'{"door":"back","date":"2000-01-01","counts":{"mask":9,"mask_incorrect":0,"no_mask":9},"mask_share":0.5}'),
+        ("masknet/back/state", b"not json"),  # ignored
+        ("elsewhere/thing", b"{}"),  # not a door's topic
+    ]:
+        watch.message(topic, payload, retained=True)
+    watch.draw(force=True)
+    rows = {line.split()[0]: line.split() for line in out.getvalue().splitlines()[3:] if line}
+    assert set(rows) == {"front", "back"}
+    assert rows["front"][1:5] == ["online", "mask_incorrect/mask_over_chin", "1", "mask_incorrect/mask_over_chin"]
+    assert rows["front"][-4:] == ["3", "1", "0", "75%"]
+    assert rows["back"][1] == "offline" and rows["back"][-4:] == ["-", "-", "-", "-"]  # yesterday's counts
+
+
 def test_watch_refused_broker_is_one_line(tmp_path: Path) -> None:
-    pytest.importorskip("paho")
     proc = subprocess.run([sys.executable, "-m", "edge.cli", "watch", "--host", "127.0.0.1", "--port", str(free_port())],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
