@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from edge.config import load_config
+from edge.config import load_config, secret_warnings
 
 log = logging.getLogger("edge.run")
 
@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames}")
     _setup_logging()
+    for line in secret_warnings(cfg, args.config):
+        log.warning("%s", line)
 
     from edge.indicators import Indicators
 
@@ -154,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     timer = StageTimer(capacity=256)
     models = load_models(cfg, timer)
     stop = _Stop()
-    indicators = source = events = preview = None
+    indicators = source = events = preview = mqtt = None
     pipeline: Pipeline | None = None
     outcome = "stopped by an error"
     started = time.monotonic()
@@ -173,20 +175,27 @@ def run(args: argparse.Namespace) -> int:
         )
         preview = Preview(cfg.preview) if cfg.preview.enabled else None
         pipeline = build_pipeline(cfg, indicators, events, timer, models)
+        if cfg.mqtt.enabled:  # only then is anything of MQTT (paho) imported
+            from edge.mqtt import attach
+
+            mqtt = attach(cfg, pipeline, source, events)
         log.info(
             "running: %s, %s pipeline, %s pins, events to %s",
             source.description, pipeline.cascade.classifiers, indicators.mode,
             "stdout" if cfg.events.output == "-" else cfg.events.output,
         )
         stop.install()
-        frame_loop(source, pipeline, args.max_frames, lambda: stop.signal is not None, preview)
+        frame_loop(
+            source, pipeline, args.max_frames, lambda: stop.signal is not None, preview,
+            on_frame=None if mqtt is None else mqtt.on_frame,
+        )
         outcome = {signal.SIGTERM: "stopped by SIGTERM", signal.SIGINT: "stopped by SIGINT"}.get(
             stop.signal, "done"  # type: ignore[arg-type]
         )
     finally:
         stop.restore()
         # outputs off first: whatever went wrong, the door must not stay red
-        for closer in (indicators, source, events, preview):
+        for closer in (indicators, source, events, preview, mqtt):
             if closer is not None:
                 try:
                     closer.close()
