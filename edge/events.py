@@ -1,5 +1,10 @@
 """The event log: one JSON line per committed verdict (a track's first, and each change), to stdout or a size-rotated file.
 
+Every line carries an ``id`` unique to this door (the run's UTC start, a random tag, a sequence
+number), so that a receiver of the events (the MQTT publisher, at least once) can drop
+duplicates, and a restarted door can find where delivery stopped. Listeners (``on_event``) get
+each record after it was written; they must not block (they run in the frame loop).
+
 Each line is flushed as it is written: events are rare (one per person per visit) and a power
 cut at the door must not lose the ones already reported. Face crops are not saved unless
 ``events.save_crops`` is on (privacy); then only no_mask / mask_incorrect crops are kept.
@@ -11,10 +16,12 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import stat
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -91,6 +98,8 @@ class EventLog:
         self._lock_fd: int | None = None
         self._lock_path = Path()
         self._stdout_gone = False
+        self._run_tag = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(2)}"
+        self.on_event: list[Callable[[dict[str, object]], None]] = []
         if self._path is not None:
             self._open()
             self._lock()
@@ -161,7 +170,8 @@ class EventLog:
         self._open()
 
     def write(self, event: Event, crop: np.ndarray | None = None) -> dict[str, object]:
-        record = event.to_dict()
+        record: dict[str, object] = {"id": f"{self._run_tag}-{self.count + self.dropped + 1}"}
+        record.update(event.to_dict())
         if self.save_crops and crop is not None and event.class_id != MASK:
             record["crop"] = str(self._save_crop(event, crop))
         line = json.dumps(record, separators=(",", ":")) + "\n"
@@ -178,8 +188,11 @@ class EventLog:
                 with contextlib.suppress(OSError):
                     self._stream.close()
                 self._stream = None  # reopened on the next event
-            return record
-        self.count += 1
+        else:
+            self.count += 1
+        # an event the file could not keep is still handed on (the lights and the broker need it)
+        for listener in self.on_event:
+            listener(record)
         return record
 
     def _write_line(self, line: str) -> None:

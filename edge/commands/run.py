@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edge.config import load_config
+from edge.config import load_config, secret_warnings
 from edge.native_stderr import NativeStderr
 from edge.stop import Stopped, StopSignals, exit_status, signal_name
 
@@ -120,6 +120,7 @@ class _Door:
         self.events: Any = None
         self.source: Any = None
         self.preview: Any = None
+        self.mqtt: Any = None  # the MQTT publisher when [mqtt] is enabled
         self.pipeline: Any = None
         self.phase = "during start-up"
         self.started = time.monotonic()
@@ -132,7 +133,7 @@ class _Door:
             if self._closed:
                 return
             self._closed = True
-            for closer in (self.indicators, self.source, self.events, self.preview):
+            for closer in (self.indicators, self.source, self.events, self.preview, self.mqtt):
                 if closer is not None:
                     try:
                         closer.close()
@@ -232,6 +233,8 @@ def _run(args: argparse.Namespace, door: _Door, stop: StopSignals) -> None:
         from edge.errors import ConfigError
 
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames}")
+    for line in secret_warnings(cfg, args.config):
+        log.warning("%s", line)
 
     from edge.indicators import Indicators
 
@@ -270,6 +273,10 @@ def _run(args: argparse.Namespace, door: _Door, stop: StopSignals) -> None:
     pipeline.indicators = door.indicators
     pipeline.events = door.events
     door.pipeline = pipeline
+    if cfg.mqtt.enabled:  # only then is anything of MQTT (paho) imported
+        from edge.mqtt import attach
+
+        door.mqtt = attach(cfg, pipeline, source, door.events)
     door.phase = "while reading the camera"
     door.started = time.monotonic()
     log.info(
@@ -277,4 +284,7 @@ def _run(args: argparse.Namespace, door: _Door, stop: StopSignals) -> None:
         source.description, pipeline.cascade.classifiers, door.indicators.mode,
         "stdout" if cfg.events.output == "-" else cfg.events.output,
     )
-    frame_loop(source, pipeline, args.max_frames, preview=door.preview, stop=stop)
+    frame_loop(
+        source, pipeline, args.max_frames, preview=door.preview, stop=stop,
+        on_frame=None if door.mqtt is None else door.mqtt.on_frame,
+    )
