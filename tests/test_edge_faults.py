@@ -417,7 +417,7 @@ hold_seconds = 0.0
         assert proc.returncode == 0, proc.stderr
         summary = next(line for line in proc.stderr.splitlines() if f"done: {frames} frames in " in line)
         seconds = float(summary.split(" frames in ")[1].split(" s")[0])
-        return seconds, [{k: v for k, v in e.items() if k not in ("timestamp", "latency_ms")} for e in events_of(events)]
+        return seconds, [{k: v for k, v in e.items() if k not in ("id", "timestamp", "latency_ms")} for e in events_of(events)]
 
     paced_s, paced_events = replay()
     fast_s, fast_events = replay("--fast")
