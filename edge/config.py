@@ -51,6 +51,18 @@ def _blink(v: Any) -> bool:
     return _durations(v) and len(v) in (0, 2)
 
 
+def _fractions_box(v: Any) -> bool:
+    return (
+        len(v) == 4
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1 for x in v)
+        and v[0] < v[2]
+        and v[1] < v[3]
+    )
+
+
+_FRACTIONS_BOX = "[x0, y0, x1, y1], fractions of the frame from 0 to 1 with x0 < x1 and y0 < y1"
+
+
 def _one_of(*choices: str) -> Callable[[Any], bool]:
     return lambda v: v in choices
 
@@ -72,6 +84,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "detector.score_threshold": (_unit, "between 0 and 1"),
     "detector.nms_iou": (_unit, "between 0 and 1"),
     "detector.min_face_size": (_non_negative, "pixels >= 0"),
+    "detector.roi": (_fractions_box, _FRACTIONS_BOX),
+    "detector.far_region": (_fractions_box, _FRACTIONS_BOX),
+    "detector.far_tile": (_unit, "between 0 (no far pass) and 1 (the frame's height)"),
+    "detector.far_every": (_positive, "a positive integer"),
     "classifier.models_dir": (lambda v: True, "a folder path or \"\""),
     "classifier.align": (lambda v: True, "true or false"),
     "runtime.threads": (lambda v: 1 <= v <= 64, "between 1 and 64"),
@@ -132,6 +148,10 @@ class DetectorConfig:
     score_threshold: float
     nms_iou: float
     min_face_size: float
+    roi: tuple[float, float, float, float]
+    far_region: tuple[float, float, float, float]
+    far_tile: float
+    far_every: int
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ StageTimer (a no-op unless a real timer is passed in).
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ class Pipeline:
     ) -> None:
         self._detector = detector
         self._split = self.has_steps(detector)
+        self._full = self.takes_full(detector)
         self.cascade = cascade
         self.tracker = tracker
         self.indicators = indicators
@@ -75,6 +77,12 @@ class Pipeline:
         # a detector that exposes its three steps is timed step by step; any other as one invoke
         return all(callable(getattr(detector, m, None)) for m in ("preprocess", "invoke", "postprocess"))
 
+    @staticmethod
+    def takes_full(detector: FaceDetector) -> bool:
+        # a detector over regions (edge.regions) cuts its far-pass tiles from the full frame
+        step = getattr(detector, "preprocess" if Pipeline.has_steps(detector) else "detect", None)
+        return step is not None and "full" in inspect.signature(step).parameters
+
     @property
     def detector(self) -> FaceDetector:
         return self._detector
@@ -84,12 +92,15 @@ class Pipeline:
         # decided once per detector, not per frame
         self._detector = detector
         self._split = self.has_steps(detector)
+        self._full = self.takes_full(detector)
 
-    def detect(self, image: np.ndarray) -> list[Face]:
+    def detect(self, image: np.ndarray, full: np.ndarray | None = None) -> list[Face]:
+        """Faces in ``image``; ``full`` is the same instant at full resolution, when there is one."""
         timer = self.timer
+        extra = {"full": full} if self._full and full is not None else {}
         if self._split:
             t = timer.start()
-            prepared = self._detector.preprocess(image)  # type: ignore[attr-defined]
+            prepared = self._detector.preprocess(image, **extra)  # type: ignore[attr-defined]
             t = timer.stop(DETECTOR_PREPROCESS, t)
             raw = self._detector.invoke(prepared)  # type: ignore[attr-defined]
             t = timer.stop(DETECTOR_INVOKE, t)
@@ -97,7 +108,7 @@ class Pipeline:
             timer.stop(DECODE_NMS, t)
             return faces
         t = timer.start()
-        faces = self._detector.detect(image)
+        faces = self._detector.detect(image, **extra)
         timer.stop(DETECTOR_INVOKE, t)
         return faces
 
@@ -110,7 +121,7 @@ class Pipeline:
         now = frame.timestamp if t is None else t
         timer = self.timer
 
-        faces = self.detect(frame.image)
+        faces = self.detect(frame.image, frame.full)
         crop_image = frame.crop_image
         sx = crop_image.shape[1] / frame.image.shape[1]
         sy = crop_image.shape[0] / frame.image.shape[0]

@@ -86,24 +86,16 @@ def _setup_logging() -> None:
 def build_pipeline(cfg: Config, indicators: Any = None, events: Any = None, timer: Any = None) -> Any:
     """Detector, cascade and tracker from the config: the door's pipeline, also used by bench."""
     from edge.cascade import Cascade
-    from edge.detector import create_detector
     from edge.manifest import load_manifest
     from edge.paths import models_dir
     from edge.pipeline import Pipeline
+    from edge.regions import detector_from_config
     from edge.timing import NULL_TIMER
     from edge.tracker import Tracker
 
     mdir = Path(cfg.classifier.models_dir).expanduser() if cfg.classifier.models_dir else models_dir()
     cascade = Cascade(load_manifest(mdir, verify=True), num_threads=cfg.runtime.threads, align=cfg.classifier.align)
-    options: dict[str, Any] = {
-        "score_threshold": cfg.detector.score_threshold,
-        "nms_iou": cfg.detector.nms_iou,
-        "min_face_size": cfg.detector.min_face_size,
-        "num_threads": cfg.runtime.threads,
-    }
-    if cfg.detector.model:
-        options["model_path"] = Path(cfg.detector.model).expanduser()
-    detector = create_detector(cfg.detector.name, **options)
+    detector = detector_from_config(cfg)
     return Pipeline(
         detector,
         cascade,
