@@ -88,6 +88,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "detector.far_region": (_fractions_box, _FRACTIONS_BOX),
     "detector.far_tile": (_unit, "between 0 (no far pass) and 1 (the frame's height)"),
     "detector.far_every": (_positive, "a positive integer"),
+    "detector.verify_threshold": (lambda v: 0.0 <= v < 1.0, "0 (no re-look) or a score below 1"),
     "classifier.models_dir": (lambda v: True, "a folder path or \"\""),
     "classifier.align": (lambda v: True, "true or false"),
     "runtime.threads": (lambda v: 1 <= v <= 64, "between 1 and 64"),
@@ -152,6 +153,7 @@ class DetectorConfig:
     far_region: tuple[float, float, float, float]
     far_tile: float
     far_every: int
+    verify_threshold: float
 
 
 @dataclass(frozen=True)

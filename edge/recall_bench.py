@@ -7,7 +7,8 @@ whole view, the full frame for far-pass tiles). Reported per detector variant:
 * recall by face width: a pasted face counts as found when a detection overlaps its box with
   IoU >= 0.3 (the issue's measure);
 * false faces per face-free frame, on the same backgrounds without a face;
-* detector time per frame on this machine (far pass averaged over its cycle) and model invokes.
+* detector time per frame on this machine (far pass averaged over its cycle) and model runs
+  per frame (views and re-looks).
 
 Faces: scikit-image's astronaut, plus photos from ``../shared/data`` when present (unmasked
 UTKFace crops and real masked faces); no photo there has a face box, so each face's box is
@@ -55,8 +56,12 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--far-tile", metavar="LIST", help="also try the configured detector with these detector.far_tile values (0 = no far pass)")
     g.add_argument("--data", metavar="DIR", help="shared data folder for real face photos (default ../shared/data when present)")
     g.add_argument("--photos", type=int, default=12, metavar="N", help="real face photos per group (unmasked, masked) from --data (default 12)")
+    g.add_argument("--backgrounds", type=int, default=60, metavar="N", help="face-free background frames (default 60)")
     g.add_argument("--single-stream", action="store_true", help="detect on the full frame (webcam, folder, video) instead of the Pi camera's low-resolution stream")
     g.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    g.add_argument("--frame-time", type=int, default=0, metavar="N",
+                   help="also time the whole door pipeline (detector, classifiers, tracker) over N frames with one face, "
+                        "today's configuration against short-range without far pass")
 
 
 @dataclass(frozen=True)
@@ -316,13 +321,14 @@ def measure_variant(
     for image, full, _ in frames[:2]:  # warm-up
         detector.detect(image, full)
     detector.reset()
-    invokes = 0
+    invokes = -detector.relooks
     t = time.perf_counter()
     for image, full, _ in frames:
         prepared = detector.preprocess(image, full)
         invokes += len(prepared.prepared)
         detector.postprocess(detector.invoke(prepared), prepared)
     per_frame_ms = (time.perf_counter() - t) * 1000 / len(frames)
+    invokes += detector.relooks
     return {
         "recall": {str(s): float(np.mean(v)) for s, v in found.items()},
         "trials": {str(s): len(v) for s, v in found.items()},
@@ -332,6 +338,50 @@ def measure_variant(
         "detector_ms_per_frame": per_frame_ms,
         "invokes_per_frame": invokes / len(frames),
         "detect_ms_with_far_pass": detect_s * 1000 / max(1, n_detect),
+    }
+
+
+# today's detector before the far pass: short-range on the whole low-resolution stream
+BEFORE = {"detector.name": "blazeface_short", "detector.far_tile": 0.0, "detector.verify_threshold": 0.0}
+DETECTOR_STAGES = ("detector_preprocess", "detector_invoke", "decode_nms")
+
+
+def frame_time(cfg: Config, views: _Views, face: FaceSample, width: int, frames: int, warmup: int = 10) -> dict[str, Any]:
+    """The door's whole pipeline (detector, cascade, tracker) on ``frames`` frames with one face of
+    ``width`` px: mean frame time, the detector's part of it (its three stages, re-look included)."""
+    from edge.run_cmd import build_pipeline
+    from edge.sources import Frame
+    from edge.timing import StageTimer
+
+    timer = StageTimer()
+    pipeline = build_pipeline(cfg, timer=timer)
+    frame = door_scene(np.random.default_rng(1))
+    # centred a little above the middle, where a face at the door is
+    paste_face(frame, face, width, (0.5, 0.4))
+    image, full, _ = views(frame)
+    found = 0
+    total_ns = 0
+    for i in range(warmup + frames):
+        if i == warmup:
+            timer.reset()
+            total_ns = 0
+        t = time.perf_counter_ns()
+        results = pipeline.process(Frame(image=image, full=full, timestamp=i / 15.0, number=i + 1))
+        total_ns += time.perf_counter_ns() - t
+        found += bool(results) and i >= warmup
+    stats = timer.summary()
+    frame_ms = total_ns / 1e6 / frames
+    detector_ms = sum(stats[s].total_ms for s in DETECTOR_STAGES if s in stats) / frames
+    return {
+        "detector": cfg.detector.name,
+        "far_tile": cfg.detector.far_tile,
+        "verify_threshold": cfg.detector.verify_threshold,
+        "face_px": width,
+        "frames": frames,
+        "frames_with_the_face": found,
+        "frame_ms": frame_ms,
+        "detector_ms": detector_ms,
+        "detector_share": detector_ms / frame_ms if frame_ms > 0 else 0.0,
     }
 
 
@@ -360,7 +410,9 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
     if args.data and not data.is_dir():
         raise ConfigError(f"--data {data}: no such folder")
     faces, skipped = face_samples(data if data.is_dir() else None, args.photos)
-    bgs = backgrounds(max(30, 3 * len(POSITIONS)))
+    if args.backgrounds < 1:
+        raise ConfigError(f"--backgrounds must be at least 1, got {args.backgrounds}")
+    bgs = backgrounds(args.backgrounds)
     lores = None if args.single_stream else (cfg.camera.lores_width, cfg.camera.lores_height)
     views = _Views(lores)
     rows = []
@@ -370,6 +422,14 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
         result["variant"] = v.label
         result["views"] = detector.describe(views(bgs[0])[0].shape, None if lores is None else (FRAME[1], FRAME[0], 3))
         rows.append(result)
+    timing = []
+    if args.frame_time:
+        from edge.config import load_config
+
+        before = load_config(args.config, {**BEFORE, **({"runtime.threads": cfg.runtime.threads})})
+        for label, c in (("before", before), ("after", cfg)):
+            for width in (320, 64):
+                timing.append({"config": label, **frame_time(c, views, faces[0], width, args.frame_time)})
     groups: dict[str, int] = {}
     for f in faces:
         groups[f.group] = groups.get(f.group, 0) + 1
@@ -385,6 +445,7 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
         "threads": cfg.runtime.threads,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rows": rows,
+        "frame_time": timing,
     }
     text = json.dumps(report, indent=2)
     if args.json == "-":
@@ -421,5 +482,12 @@ def render(report: dict[str, Any], sizes: list[int], markdown: bool = True) -> s
             f"{g}: " + " ".join(f"{v:.2f}" for v in d.values()) for g, d in r["recall_by_group"].items()
         )
         lines.append(f"- {r['variant']}: {r['views']}; by group ({', '.join(str(s) for s in sizes)} px) {groups}")
+    if report.get("frame_time"):
+        lines += ["", "| pipeline | face px | frames with the face | frame ms | detector ms | detector share |", "|---|---:|---:|---:|---:|---:|"]
+        for t in report["frame_time"]:
+            lines.append(
+                f"| {t['config']}: {t['detector']}, far_tile {t['far_tile']}, re-look {t['verify_threshold']} | {t['face_px']} | "
+                f"{t['frames_with_the_face']}/{t['frames']} | {t['frame_ms']:.2f} | {t['detector_ms']:.2f} | {t['detector_share']:.0%} |"
+            )
     text = "\n".join(lines)
     return text if markdown else text.replace("|---|", "").replace("---:|", "")

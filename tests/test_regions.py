@@ -152,3 +152,25 @@ def test_the_door_detector_is_built_from_the_config():
     det = detector_from_config(cfg)
     assert det.far_tile == 0.4 and det.far_every == 2 and det.input_size == 128
     assert detector_from_config(cfg, far_tile=0.0).far_tile == 0.0
+
+
+class OneFaceModel(CountingModel):
+    """Finds one 20 px face in the middle of whatever it is shown, except on a re-look."""
+
+    def postprocess(self, raw: object, prepared: object) -> list[Face]:
+        h, w = prepared  # type: ignore[misc]
+        return [Face(np.array([w / 2 - 10, h / 2 - 10, w / 2 + 10, h / 2 + 10], np.float32), 0.9)]
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        self.seen.append(image.shape[:2])
+        return []
+
+
+def test_the_relook_drops_a_small_face_the_model_does_not_find_again():
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    model = OneFaceModel()
+    assert len(RegionDetector(model).detect(frame)) == 1  # type: ignore[arg-type]
+    model.seen.clear()
+    assert RegionDetector(model, verify_threshold=0.5).detect(frame) == []  # type: ignore[arg-type]
+    # the re-look saw 4 x the face's 20 px around it
+    assert model.seen == [(720, 1280), (80, 80)]
