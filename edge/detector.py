@@ -320,6 +320,11 @@ class BlazeFaceDetector:
             raise ModelError(f"{path}: outputs {shapes} are not {self.spec.what}'s (1,{n},16) and (1,{n},1)")
         return boxes[0], scores[0]
 
+    @property
+    def path(self) -> Path:
+        """The model file (``masknet bench`` names it, through the region detector's ``model``)."""
+        return self.model.path
+
     def detect(self, image: np.ndarray) -> list[Face]:
         prepared = self.preprocess(image)
         return self.postprocess(self.invoke(prepared), prepared)

@@ -392,11 +392,12 @@ def _variants(args: argparse.Namespace, cfg: Config) -> list[Variant]:
     for n in names:
         if n not in DETECTORS:
             raise ConfigError(f"--detector {n!r}: unknown; known detectors: {', '.join(sorted(DETECTORS))}")
-    out = [Variant(f"{n}, whole frame", {"name": n, "far_tile": 0.0}) for n in names]
+    # each model alone, as the door ran short-range before the far pass: no tiles, no re-look
+    out = [Variant(f"{n}, whole frame", {"name": n, "far_tile": 0.0, "verify_threshold": 0.0}) for n in names]
     d = cfg.detector
-    out.append(Variant(f"config: {d.name}, far_tile {d.far_tile}, every {d.far_every}", {}))
+    out.append(Variant(f"config: {d.name}, far_tile {d.far_tile}, every {d.far_every}, re-look {d.verify_threshold}", {}))
     for tile in _float_list(args.far_tile, "--far-tile") if args.far_tile else []:
-        out.append(Variant(f"{d.name}, far_tile {tile}, every {d.far_every}", {"far_tile": tile}))
+        out.append(Variant(f"{d.name}, far_tile {tile}, every {d.far_every}, re-look {d.verify_threshold}", {"far_tile": tile}))
     return out
 
 

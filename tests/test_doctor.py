@@ -12,7 +12,7 @@ import pytest
 
 from edge.doctor import device_model, is_raspberry_pi
 from edge.manifest import write_manifest
-from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, models_dir
+from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, models_dir, third_party_hashes
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,11 +35,13 @@ def doctor(*args: str, models: Path | None = None) -> subprocess.CompletedProces
 def models_copy(tmp_path: Path) -> Path:
     """The third-party models as install.sh leaves them, in a folder the test may damage."""
     source = models_dir()
-    for name in (DETECTOR_MODEL, LANDMARK_MODEL):
+    names = sorted(third_party_hashes())  # every model install.sh fetches
+    assert {DETECTOR_MODEL, LANDMARK_MODEL} <= set(names)
+    for name in names:
         assert (source / name).is_file(), f"{source / name} is missing: run ./install.sh first"
     folder = tmp_path / "models"
     folder.mkdir()
-    for name in (DETECTOR_MODEL, LANDMARK_MODEL, "THIRD_PARTY.sha256"):
+    for name in [*names, "THIRD_PARTY.sha256"]:
         shutil.copy2(source / name, folder / name)
     return folder
 
