@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.boxes import iou
 from edge.config import Config
-from edge.detector import BlazeFaceDetector, Face, Prepared, create_detector, iou, weighted_nms
+from edge.detector import BlazeFaceDetector, Face, Prepared, create_detector, weighted_nms
 from edge.errors import ConfigError
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_edge_helpers import (
+from helpers import (
     MODELS,
     assert_clean_failure,
     astronaut,
@@ -92,7 +92,7 @@ def test_detect_refuses_what_it_cannot_read_in_one_line(tmp_path: Path) -> None:
 def walk_up(folder: Path, frames: int = 45) -> list[float]:
     """A person walking up to the door: the astronaut's face grows from 40 to 300 px wide while its
     centre drifts towards the middle of a 1280x720 frame, then two empty frames."""
-    from edge.recall_bench import FaceSample, backgrounds, paste_face
+    from edge.commands.detect.bench import FaceSample, backgrounds, paste_face
 
     face = FaceSample("astronaut", "astronaut", astronaut(), ASTRONAUT_FACE)
     background = backgrounds(3, seed=3)[2]  # a generated door scene
@@ -128,13 +128,13 @@ def test_the_walk_up_keeps_one_track_on_every_frame_it_is_seen(tmp_path: Path, p
     """The same replay in process, looking at the track of every detection."""
     need("face_detection_back.tflite")
     from edge.config import load_config
-    from edge.run_cmd import build_pipeline
+    from edge.pipeline import build_pipeline
     from edge.sources import FolderSource
 
     models = classifier_models(pytestconfig.cache)
     widths = walk_up(tmp_path / "walk")
     cfg = load_config(None, {"classifier.models_dir": str(models), "tracker.min_score": 0.0})
-    pipeline = build_pipeline(cfg)
+    pipeline = build_pipeline(cfg, None, None)
     seen: list[tuple[int, int, float]] = []  # frame, track, face width
     with FolderSource(tmp_path / "walk") as source:
         while (frame := source.read()) is not None:

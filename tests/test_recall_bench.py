@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_edge_helpers import MODELS, astronaut, masknet
+from helpers import MODELS, astronaut, masknet
 
-from edge.recall_bench import FRAME, FaceSample, backgrounds, paste_face
+from edge.commands.detect.bench import FRAME, FaceSample, backgrounds, paste_face
 
 FACE = np.array([175.0, 65.0, 275.0, 180.0])  # the astronaut's face box (test_detector.py)
 

@@ -5,7 +5,7 @@ One JSON line per image or frame: ``{"file", "frame", "width", "height", "faces"
 camera's main stream for ``picamera``). The detector is built and fed exactly as ``masknet run``
 builds and feeds it (same config, region of interest, far pass and streams). ``--draw DIR``
 saves every frame with its boxes, the region of interest and the far-pass tiles, for aiming the
-camera. ``--bench`` runs the recall-by-face-size benchmark instead (edge/recall_bench.py).
+camera. ``--bench`` runs the recall-by-face-size benchmark instead (bench.py in this package).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draw", metavar="DIR", help="save each frame with its boxes as DIR/<name>.jpg")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     parser.add_argument("--threads", type=int, metavar="N", help="interpreter threads")
-    from edge.recall_bench import add_bench_arguments
+    from edge.commands.detect.bench import add_bench_arguments
 
     add_bench_arguments(parser)
 
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"runtime.threads": args.threads} if args.threads is not None else {}
     cfg = load_config(args.config, overrides)
     if args.bench:
-        from edge.recall_bench import run_bench
+        from edge.commands.detect.bench import run_bench
 
         return run_bench(args, cfg)
     if args.input is None:

@@ -349,12 +349,12 @@ DETECTOR_STAGES = ("detector_preprocess", "detector_invoke", "decode_nms")
 def frame_time(cfg: Config, views: _Views, face: FaceSample, width: int, frames: int, warmup: int = 10) -> dict[str, Any]:
     """The door's whole pipeline (detector, cascade, tracker) on ``frames`` frames with one face of
     ``width`` px: mean frame time, the detector's part of it (its three stages, re-look included)."""
-    from edge.run_cmd import build_pipeline
+    from edge.pipeline import build_pipeline
     from edge.sources import Frame
     from edge.timing import StageTimer
 
     timer = StageTimer()
-    pipeline = build_pipeline(cfg, timer=timer)
+    pipeline = build_pipeline(cfg, None, None, timer=timer)
     frame = door_scene(np.random.default_rng(1))
     # centred a little above the middle, where a face at the door is
     paste_face(frame, face, width, (0.5, 0.4))
