@@ -88,7 +88,12 @@ def _cv2():  # noqa: ANN202 - cv2 has no useful type
 
     # OpenCV logs probing failures (e.g. a missing /dev/video0) as warnings on stderr; we report
     # them ourselves in one line. Set once: every read() asks for cv2 through here.
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    # opencv-python 4.x (the Pi's, held to numpy 1.x) has no cv2.utils.logging, only setLogLevel
+    logging_api = getattr(cv2.utils, "logging", None)
+    if logging_api is not None:
+        logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    else:
+        cv2.setLogLevel(0)  # cv::utils::logging::LOG_LEVEL_SILENT
     return cv2
 
 

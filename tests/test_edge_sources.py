@@ -282,3 +282,16 @@ def test_a_picamera2_that_fails_to_import_is_named_with_its_error(
     with pytest.raises(SourceError) as auto:
         make_source("auto", load_config().camera)
     assert "no camera found" in str(auto.value) and error in str(auto.value)
+
+
+def test_opencv_4_without_utils_logging_is_silenced_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # opencv-python-headless 4.11 (held to numpy 1.x on a bookworm Pi) has cv2.setLogLevel only
+    from edge.sources import _cv2
+
+    levels: list[int] = []
+    fake = types.ModuleType("cv2")
+    fake.utils = types.SimpleNamespace()
+    fake.setLogLevel = levels.append
+    monkeypatch.setitem(sys.modules, "cv2", fake)
+    assert _cv2.__wrapped__() is fake
+    assert levels == [0]
