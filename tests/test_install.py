@@ -428,3 +428,16 @@ def test_on_a_pi_an_existing_venv_is_switched_to_system_site_packages(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert "cannot see apt's picamera2/lgpio" in result.stdout
     assert "include-system-site-packages" in result.stdout
+
+
+def test_arm64_check_documents_its_options_and_refuses_unknown_ones() -> None:
+    # the lane itself needs qemu, debootstrap and downloads: it runs on demand, not here
+    script = REPO / "tools" / "arm64-check"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    assert os.stat(script).st_mode & stat.S_IXUSR
+    shown = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0
+    for option in ("--quick", "--runtime", "--cpu"):
+        assert option in shown.stdout
+    refused = subprocess.run([str(script), "--gpu"], capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "unknown option '--gpu'" in refused.stderr

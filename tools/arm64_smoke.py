@@ -2,7 +2,8 @@
 
 ``faces OUT [SHARED_DATA]`` (on the host) writes skimage's astronaut and, when the shared data's
 mask templates are there, the same face wearing a surgical mask in three states (drawn by the
-data set's generator). ``classify FOLDER [MODELS_DIR]`` loads the detector, Mask-net and
+data set's generator) to OUT/faces, and the same faces as door visits (each held for a few
+frames, then an empty doorway) to OUT/visits for ``masknet run``. ``classify FOLDER [MODELS_DIR]`` loads the detector, Mask-net and
 I-Mask-net and prints every face's class; tools/arm64-check runs it natively (x86) and under
 qemu-aarch64 (a Pi's CPU) and compares the two.
 """
@@ -21,8 +22,8 @@ from edge.litert import load_runtime
 from edge.paths import models_dir
 from edge.sources import FolderSource
 
-
 MASK_STATES = ("mask", "mask_over_chin", "mask_over_nose_mouth")
+FRAMES_PER_VISIT, GAP = 6, 4  # as tests/test_edge_acceptance.py: enough for the tracker to commit
 
 
 def write_faces(out: Path, shared_data: Path | None) -> int:
@@ -30,7 +31,6 @@ def write_faces(out: Path, shared_data: Path | None) -> int:
     import numpy as np
     from skimage import data
 
-    out.mkdir(parents=True, exist_ok=True)
     image = np.ascontiguousarray(data.astronaut())
     images = {"astronaut": image}
     templates_dir = shared_data / "mask_templates" if shared_data else None
@@ -44,9 +44,17 @@ def write_faces(out: Path, shared_data: Path | None) -> int:
         for state in MASK_STATES:
             drawn = draw_mask(image, landmarks, state, templates, np.random.default_rng(0), recolour_p=0.0)
             images[f"astronaut_{state}"] = drawn.image
+    (out / "faces").mkdir(parents=True, exist_ok=True)
+    (out / "visits").mkdir(parents=True, exist_ok=True)
+    nobody = np.full_like(image, 90)
+    frame = 0
     for name, rgb in images.items():
-        cv2.imwrite(str(out / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    print(f"{len(images)} test faces in {out}")
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(out / "faces" / f"{name}.png"), bgr)
+        for picture in [bgr] * FRAMES_PER_VISIT + [nobody] * GAP:
+            cv2.imwrite(str(out / "visits" / f"f{frame:05d}.png"), picture)
+            frame += 1
+    print(f"{len(images)} test faces in {out}/faces, {frame} frames of door visits in {out}/visits")
     return 0
 
 
