@@ -157,20 +157,28 @@ def broken_picamera2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "picamera2", raising=False)
 
 
+def _doctor_in_process(
+    models: Path, on_pi: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """`masknet doctor` in this process, so that it can be told it runs on a Pi."""
+    import argparse
+
+    from edge import doctor as doctor_module
+
+    monkeypatch.setattr(doctor_module, "is_raspberry_pi", lambda *_: on_pi)
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")  # so the camera is the only problem here
+    rc = doctor_module.run(argparse.Namespace(models=models))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
 def test_on_a_pi_a_picamera2_that_fails_to_import_fails_with_the_real_error(
     models_copy: Path,
     broken_picamera2: None,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import argparse
-
-    from edge import doctor as doctor_module
-
-    monkeypatch.setattr(doctor_module, "is_raspberry_pi", lambda *_: True)
-    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")  # so the camera is the only problem here
-    rc = doctor_module.run(argparse.Namespace(models=models_copy))
-    out, err = capsys.readouterr()
+    rc, out, err = _doctor_in_process(models_copy, True, monkeypatch, capsys)
     assert rc == 1, out + err
     camera = [line for line in out.splitlines() if "picamera2:" in line]
     assert len(camera) == 1 and "FAIL" in camera[0]
@@ -185,13 +193,7 @@ def test_off_a_pi_a_broken_picamera2_is_only_a_warning(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import argparse
-
-    from edge import doctor as doctor_module
-
-    monkeypatch.setattr(doctor_module, "is_raspberry_pi", lambda *_: False)
-    rc = doctor_module.run(argparse.Namespace(models=models_copy))
-    out, _ = capsys.readouterr()
+    rc, out, err = _doctor_in_process(models_copy, False, monkeypatch, capsys)
     camera = next(line for line in out.splitlines() if "picamera2:" in line)
     assert "warn" in camera and NUMPY_ABI_ERROR in camera
-    assert rc == 0
+    assert rc == 0, out + err
