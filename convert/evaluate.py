@@ -3,7 +3,7 @@
 Runs on the edge install (LiteRT, OpenCV, numpy; never TensorFlow). DATA_DIR holds class-id
 subfolders (any subset of the six ids). Every image is a face crop, resized with the runtime's
 own ``to_model_input``; with ``--detect`` BlazeFace finds the largest face first and it is
-cropped with ``crop_face``, exactly as the door does.
+cropped with the manifest's crop, exactly as the door does.
 
 Scoring levels (JSON keys are flat: ``masknet.accuracy`` ...):
 
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from convert.files import IMAGE_EXTS, load_rgb
 from convert.metrics import classification_report, format_report, save_confusion_png
 from edge.cascade import Classifier
 from edge.classes import (
@@ -39,11 +40,9 @@ from edge.classes import (
     SUBTYPES,
     masknet_label,
 )
-from edge.crop import to_model_input
+from edge.crop import CropSpec, to_model_input
 from edge.errors import MasknetError
 from edge.manifest import load_manifest
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def list_images(data_dir: Path, origin: str | None = None) -> list[tuple[Path, str]]:
@@ -78,15 +77,9 @@ def read_origins(data_dir: Path) -> dict[Path, str]:
     raise MasknetError(f"{data_dir}: --origin needs index.csv in this folder or the one above it")
 
 
-def _read_rgb(path: Path) -> np.ndarray | None:
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _largest_face_crop(detector: Any, image: np.ndarray) -> np.ndarray | None:
-    from edge.crop import crop_face, pad_image
+def largest_face_crop(detector: Any, image: np.ndarray, crop: CropSpec) -> np.ndarray | None:
+    """The largest face ``detector`` finds, cut as the door cuts it (the manifest's crop)."""
+    from edge.crop import pad_image
 
     # tight face crops fill the frame, where BlazeFace misses them: look in a padded copy
     padded, (dx, dy) = pad_image(image)
@@ -94,7 +87,7 @@ def _largest_face_crop(detector: Any, image: np.ndarray) -> np.ndarray | None:
     if not faces:
         return None
     face = max(faces, key=lambda f: f.width * f.height)
-    return crop_face(image, face.box, size=224, keypoints=face.keypoints)
+    return crop.cut(image, face.box, face.keypoints)
 
 
 def evaluate(
@@ -129,13 +122,14 @@ def evaluate(
     unreadable: list[str] = []
     no_face = 0
     for path, label in bar:
-        image = _read_rgb(path)
-        if image is None:
+        try:
+            image = load_rgb(path)
+        except MasknetError:
             unreadable.append(str(path))
             continue
         crop = image
         if detector is not None:
-            found = _largest_face_crop(detector, image)
+            found = largest_face_crop(detector, image, manifest.crop)
             if found is None:
                 # scored on the whole image so a miss still counts against the pipeline's input
                 no_face += 1
@@ -155,7 +149,7 @@ def evaluate(
         "n": len(rows),
         "counts": dict(sorted(Counter(r["label"] for r in rows).items())),
         "models": str(Path(models_dir)),
-        "pipeline": manifest.pipeline,
+        "pipeline": manifest.classifiers,
         "detect": detect,
         "origin": origin,
         "unreadable": unreadable,

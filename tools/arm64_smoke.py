@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from edge.cascade import Cascade
+from edge.config import load_config
 from edge.detector import create_detector
 from edge.litert import load_runtime
-from edge.paths import models_dir
+from edge.pipeline import load_models
 from edge.sources import FolderSource
 
 MASK_STATES = ("mask", "mask_over_chin", "mask_over_nose_mouth")
@@ -35,8 +35,8 @@ def write_faces(out: Path, shared_data: Path | None) -> int:
     images = {"astronaut": image}
     templates_dir = shared_data / "mask_templates" if shared_data else None
     if templates_dir is not None and (templates_dir / "masks.cfg").is_file():
+        from convert.dataset.landmarks import FaceLandmarker
         from convert.dataset.synth import draw_mask, load_templates
-        from edge.landmarks import FaceLandmarker
 
         face = create_detector("blazeface_short").detect(image)[0]
         landmarks = FaceLandmarker(num_threads=1).landmarks(image, face)
@@ -60,11 +60,11 @@ def write_faces(out: Path, shared_data: Path | None) -> int:
 
 def classify(argv: list[str]) -> int:
     folder = Path(argv[0])
-    models = Path(argv[1]) if len(argv) > 1 else models_dir()
+    overrides = {"classifier.models_dir": argv[1]} if len(argv) > 1 else {}
     runtime = load_runtime()
     t0 = time.perf_counter()
-    detector = create_detector("blazeface_short")
-    cascade = Cascade.from_dir(models, num_threads=1)
+    # the detector and the cascade as `masknet run` loads them, with the default config
+    detector, cascade = load_models(load_config(overrides=overrides))
     load_s = time.perf_counter() - t0
     faces = []
     with FolderSource(folder) as source:

@@ -26,11 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from convert.dataset.landmarks import FaceLandmarker
 from edge.classes import ALL_CLASSES, MASK, MASKNET_CLASSES, NO_MASK, SUBTYPES, masknet_label
-from edge.crop import CROP_MARGIN, crop_face
+from edge.crop import CROP_MARGIN, CropSpec
 from edge.detector import BlazeFaceDetector, Face
 from edge.errors import ConfigError
-from edge.landmarks import FaceLandmarker
 
 from .faces import best_match, choose_faces, detect
 from .phash import UnionFind, group_near_duplicates, phash_pair
@@ -130,7 +130,11 @@ class Builder:
         self.out = out
         self.progress = progress
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.margin = CROP_MARGIN if recipe.margin is None else recipe.margin
+        try:
+            # the contract every later stage reads back (dataset.json -> summary.json -> manifest)
+            self.crop = CropSpec(recipe.size, CROP_MARGIN if recipe.margin is None else recipe.margin, recipe.align)
+        except ValueError as exc:
+            raise ConfigError(f"{recipe.path or 'recipe'} [crop]: {exc}") from None
         self.report = Report()
         self.records: list[Record] = []
         self.bases: list[BaseFace] = []
@@ -183,7 +187,7 @@ class Builder:
         self.records.append(record)
 
     def _crop(self, image: np.ndarray, face: Face) -> np.ndarray:
-        return crop_face(image, face.box, self.recipe.size, self.margin, face.keypoints, self.recipe.align)
+        return self.crop.cut(image, face.box, face.keypoints)
 
     # -- pass 1 --
     def process(self, item: SourceItem, spec: SourceSpec, staging: Path) -> None:
@@ -194,7 +198,7 @@ class Builder:
         if image is None:
             skipped["unreadable image"] += 1
             return
-        found = choose_faces(image, self.detector, spec, self.recipe.pad, skipped, self.margin)
+        found = choose_faces(image, self.detector, spec, self.recipe.pad, skipped, self.crop.margin)
         photo = f"{spec.name}/{item.rel}"
         stem = _safe(f"{spec.name}__{Path(item.rel).with_suffix('').as_posix()}")
         for k, ff in enumerate(found):
@@ -355,7 +359,7 @@ class Builder:
         return {
             "format": "masknet-dataset/1",
             "root": ".",
-            "crop": {"size": recipe.size, "margin": self.margin, "align": recipe.align, "jpeg_quality": recipe.jpeg_quality,
+            "crop": {**self.crop.to_json(), "jpeg_quality": recipe.jpeg_quality,
                      "function": "edge.crop.crop_face"},
             "classes": list(ALL_CLASSES),
             "splits": list(SPLITS),
