@@ -133,3 +133,61 @@ def test_trained_models_are_checked_against_the_manifest(models_copy: Path) -> N
     result = doctor(models=models_copy)
     assert result.returncode != 0
     assert f"{imasknet}: sha256" in result.stdout and "does not match the manifest" in result.stdout
+
+
+NUMPY_ABI_ERROR = (
+    "numpy.dtype size changed, may indicate binary incompatibility. "
+    "Expected 96 from C header, got 88 from PyObject"
+)
+
+
+@pytest.fixture
+def broken_picamera2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A picamera2 that fails at import the way apt's does under a venv's numpy 2 (simplejpeg)."""
+    package = tmp_path / "site" / "picamera2"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(f"raise ValueError({NUMPY_ABI_ERROR!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+
+
+def _doctor_in_process(
+    models: Path, on_pi: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """`masknet doctor` in this process, so that it can be told it runs on a Pi."""
+    import argparse
+
+    from edge.commands import doctor as doctor_module
+
+    monkeypatch.setattr(doctor_module, "is_raspberry_pi", lambda *_: on_pi)
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")  # so the camera is the only problem here
+    rc = doctor_module.run(argparse.Namespace(models=models))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_on_a_pi_a_picamera2_that_fails_to_import_fails_with_the_real_error(
+    models_copy: Path,
+    broken_picamera2: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc, out, err = _doctor_in_process(models_copy, True, monkeypatch, capsys)
+    assert rc == 1, out + err
+    camera = [line for line in out.splitlines() if "picamera2:" in line]
+    assert len(camera) == 1 and "FAIL" in camera[0]
+    assert f"ValueError: {NUMPY_ABI_ERROR}" in camera[0]
+    assert "re-run ./install.sh" in camera[0] and "numpy<2" in camera[0]
+    assert "1 problem(s) found" in err
+
+
+def test_off_a_pi_a_broken_picamera2_is_only_a_warning(
+    models_copy: Path,
+    broken_picamera2: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc, out, err = _doctor_in_process(models_copy, False, monkeypatch, capsys)
+    camera = next(line for line in out.splitlines() if "picamera2:" in line)
+    assert "warn" in camera and NUMPY_ABI_ERROR in camera
+    assert rc == 0, out + err

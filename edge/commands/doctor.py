@@ -173,24 +173,20 @@ def check_camera(report: Report) -> None:
     found = False
     try:
         picamera2 = importlib.import_module("picamera2")
-    except ImportError:
-        hint = (
-            " (on this Pi: re-run ./install.sh; the venv needs --system-site-packages)"
-            if is_raspberry_pi()
-            else ""
-        )
-        status, text = (
-            (WARN, "not available")
-            if is_raspberry_pi()
-            else (MISSING, "not installed (only used on a Raspberry Pi)")
-        )
-        report.add("camera", status, f"picamera2: {text}{hint}")
+    except ModuleNotFoundError as exc:
+        if exc.name != "picamera2":  # installed, but something it imports is missing
+            _picamera2_broken(report, exc)
+        elif is_raspberry_pi():
+            report.add(
+                "camera",
+                WARN,
+                "picamera2: not available (on this Pi: re-run ./install.sh; the venv needs "
+                "--system-site-packages; an OS without python3-picamera2 can still use a webcam)",
+            )
+        else:
+            report.add("camera", MISSING, "picamera2: not installed (only used on a Raspberry Pi)")
     except Exception as exc:  # picamera2 can fail at import on a broken libcamera or numpy ABI
-        report.add(
-            "camera",
-            WARN,
-            f"picamera2: installed but fails to import ({type(exc).__name__}: {exc})",
-        )
+        _picamera2_broken(report, exc)
     else:
         found = True
         version = getattr(picamera2, "__version__", "")
@@ -221,6 +217,22 @@ def check_camera(report: Report) -> None:
         )
 
 
+def _picamera2_broken(report: Report, exc: Exception) -> None:
+    """picamera2 is there but cannot be imported: on a Pi the camera cannot work, so that fails."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    hint = ""
+    if "numpy" in text:
+        hint = (
+            "; a numpy 2 in .venv shadows the apt numpy picamera2 was built against: re-run "
+            "./install.sh (it holds the venv to numpy<2)"
+        )
+    report.add(
+        "camera",
+        FAIL if is_raspberry_pi() else WARN,
+        f"picamera2: installed but fails to import ({type(exc).__name__}: {text}){hint}",
+    )
+
+
 def check_gpio(report: Report) -> None:
     try:
         importlib.import_module("gpiozero")
@@ -239,9 +251,9 @@ def check_gpio(report: Report) -> None:
     from gpiozero.exc import BadPinFactory
 
     try:
-        with warnings.catch_warnings():
-            # gpiozero warns for every factory it falls back from; the result is what matters
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as tried:
+            # gpiozero warns for every factory it falls back from: reported below in one line
+            warnings.simplefilter("always")
             factory = Device._default_pin_factory()
     except BadPinFactory as exc:
         report.add(
@@ -265,6 +277,10 @@ def check_gpio(report: Report) -> None:
         factory.close()
     via = f"GPIOZERO_PIN_FACTORY={forced}" if forced else "gpiozero's default"
     report.add("gpio", OK, f"gpiozero {_dist_version('gpiozero')}: {name} ({via})")
+    fallbacks = [" ".join(str(w.message).split()) for w in tried]
+    if fallbacks:
+        # e.g. lgpio missing or its chip not found: on a Pi 5 nothing but lgpio drives the pins
+        report.add("gpio", WARN, f"gpiozero fell back before using {name}: {'; '.join(fallbacks)}")
 
 
 def diagnose(folder: Path | None = None) -> Report:
