@@ -17,6 +17,7 @@ from edge.errors import MasknetError
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("edge.commands.run", "run the door monitor: camera -> faces -> verdict -> LEDs/buzzer"),
+    "detect": ("edge.commands.detect", "the face detector alone: JSON boxes per image or frame, --draw, --bench recall by face size"),
     "bench": ("edge.commands.bench", "measure per-stage latency, FPS and memory on this device"),
     "watch": ("edge.commands.watch", "show every door on the MQTT broker in one live table (or --json)"),
     "doctor": ("edge.commands.doctor", "check runtime, models, camera back ends and GPIO"),

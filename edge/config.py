@@ -53,6 +53,11 @@ def _blink(v: Any) -> bool:
     return _durations(v) and len(v) in (0, 2)
 
 
+def _fractions_box(v: Any) -> bool:  # [x0, y0, x1, y1] in [0, 1], x0 < x1, y0 < y1
+    ok = len(v) == 4 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+    return ok and all(0 <= x <= 1 for x in v) and v[0] < v[2] and v[1] < v[3]
+
+
 def _door_name(v: Any) -> bool:
     return v == "" or re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v) is not None
 
@@ -87,6 +92,11 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "detector.score_threshold": (_unit, "between 0 and 1"),
     "detector.nms_iou": (_unit, "between 0 and 1"),
     "detector.min_face_size": (_non_negative, "pixels >= 0"),
+    **{f"detector.{k}": (_fractions_box, "[x0, y0, x1, y1], fractions of the frame from 0 to 1 with x0 < x1 and y0 < y1")
+       for k in ("roi", "far_region")},
+    "detector.far_tile": (_unit, "between 0 (no far pass) and 1 (the frame's height)"),
+    "detector.far_every": (_positive, "a positive integer"),
+    "detector.verify_threshold": (lambda v: 0.0 <= v < 1.0, "0 (no re-look) or a score below 1"),
     "classifier.models_dir": (lambda v: True, "a folder path or \"\""),
     "classifier.align": (lambda v: v == "auto" or isinstance(v, bool), "\"auto\", true or false"),
     "classifier.max_faces_per_frame": (_positive, "a positive integer"),
@@ -171,6 +181,11 @@ class DetectorConfig:
     score_threshold: float
     nms_iou: float
     min_face_size: float
+    roi: tuple[float, float, float, float]
+    far_region: tuple[float, float, float, float]
+    far_tile: float
+    far_every: int
+    verify_threshold: float
 
 
 @dataclass(frozen=True)

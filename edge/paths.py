@@ -27,17 +27,17 @@ def models_dir() -> Path:
     return repo_root() / "models"
 
 
-def detector_path(configured: str = "", folder: Path | str | None = None) -> Path:
+def detector_path(configured: str = "", folder: Path | str | None = None, file_name: str = DETECTOR_MODEL) -> Path:
     """The detector file ``masknet run`` and ``masknet doctor`` both use: ``detector.model`` when
     set, else the one in the models folder (``--models`` / ``classifier.models_dir``), else the
     one install.sh put in the default models folder (a folder of exported classifiers alone)."""
     if configured:
         return Path(configured).expanduser()
     if folder is not None:
-        candidate = Path(folder).expanduser() / DETECTOR_MODEL
+        candidate = Path(folder).expanduser() / file_name
         if candidate.is_file():
             return candidate
-    return models_dir() / DETECTOR_MODEL
+    return models_dir() / file_name
 
 
 def third_party_hashes(path: Path | None = None) -> dict[str, str]:

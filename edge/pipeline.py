@@ -8,22 +8,23 @@ it from the run config: both commands build it that way.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from edge.cascade import Cascade
 from edge.classes import SEVERITY, Verdict
 from edge.config import Config
-from edge.detector import Face, FaceDetector, create_detector
+from edge.detector import Face, FaceDetector
 from edge.events import Event, EventLog
 from edge.indicators import Indicators
 from edge.manifest import Manifest, load_manifest
-from edge.paths import DETECTOR_MODEL, detector_path, models_dir
+from edge.paths import models_dir
+from edge.regions import detector_from_config
 from edge.sources import Frame
 from edge.timing import (
     DECODE_NMS,
@@ -69,6 +70,9 @@ class Pipeline:
         self._detector = detector
         # a detector that exposes its three steps is timed step by step; any other as one invoke
         self._steps = all(callable(getattr(detector, m, None)) for m in ("preprocess", "invoke", "postprocess"))
+        # a detector over regions (edge.regions) cuts its far-pass tiles from the full frame
+        step = getattr(detector, "preprocess" if self._steps else "detect", None)
+        self._full = step is not None and "full" in inspect.signature(step).parameters
         self.cascade = cascade
         self.tracker = tracker
         self.indicators = indicators
@@ -88,11 +92,13 @@ class Pipeline:
     def detector(self) -> FaceDetector:
         return self._detector
 
-    def detect(self, image: np.ndarray) -> list[Face]:
+    def detect(self, image: np.ndarray, full: np.ndarray | None = None) -> list[Face]:
+        """Faces in ``image``; ``full`` is the same instant at full resolution, when there is one."""
         timer = self.timer
+        extra = {"full": full} if self._full and full is not None else {}
         if self._steps:
             t = timer.start()
-            prepared = self._detector.preprocess(image)  # type: ignore[attr-defined]
+            prepared = self._detector.preprocess(image, **extra)  # type: ignore[attr-defined]
             t = timer.stop(DETECTOR_PREPROCESS, t)
             raw = self._detector.invoke(prepared)  # type: ignore[attr-defined]
             t = timer.stop(DETECTOR_INVOKE, t)
@@ -100,7 +106,7 @@ class Pipeline:
             timer.stop(DECODE_NMS, t)
             return faces
         t = timer.start()
-        faces = self._detector.detect(image)
+        faces = self._detector.detect(image, **extra)
         timer.stop(DETECTOR_INVOKE, t)
         return faces
 
@@ -113,7 +119,7 @@ class Pipeline:
         now = frame.timestamp if t is None else t
         timer = self.timer
 
-        faces = self.detect(frame.image)
+        faces = self.detect(frame.image, frame.full)
         crop_image = frame.crop_image
         sx = crop_image.shape[1] / frame.image.shape[1]
         sy = crop_image.shape[0] / frame.image.shape[0]
@@ -237,17 +243,8 @@ def load_models(
         timer=timer,
         imasknet_on_every_face=imasknet_on_every_face,
     )
-    options: dict[str, Any] = {
-        "score_threshold": cfg.detector.score_threshold,
-        "nms_iou": cfg.detector.nms_iou,
-        "min_face_size": cfg.detector.min_face_size,
-        "num_threads": cfg.runtime.threads,
-    }
-    # the same file `masknet doctor` checks for this config; the detector's own default otherwise
-    detector_file = detector_path(cfg.detector.model, mdir)
-    if detector_file != models_dir() / DETECTOR_MODEL:
-        options["model_path"] = detector_file
-    return create_detector(cfg.detector.name, **options), cascade
+    # the model over the region of interest and the far-pass tiles (edge/regions.py)
+    return detector_from_config(cfg), cascade
 
 
 def build_pipeline(

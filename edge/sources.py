@@ -99,7 +99,12 @@ def _cv2():  # noqa: ANN202 - cv2 has no useful type
 
     # OpenCV logs probing failures (e.g. a missing /dev/video0) as warnings on stderr; we report
     # them ourselves in one line. Set once: every read() asks for cv2 through here.
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    # opencv-python 4.x (the Pi's, held to numpy 1.x) has no cv2.utils.logging, only setLogLevel
+    logging_api = getattr(cv2.utils, "logging", None)
+    if logging_api is not None:
+        logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    else:
+        cv2.setLogLevel(0)  # cv::utils::logging::LOG_LEVEL_SILENT
     return cv2
 
 
@@ -364,24 +369,46 @@ class PiCameraSource(FrameSource):
 
 
 def _import_picamera2():  # noqa: ANN202
+    """picamera2, None when it is not installed; SourceFailure with the real error when it is
+    installed but cannot be imported (a broken libcamera, or numpy 2 shadowing the apt numpy that
+    picamera2 and simplejpeg were built against: ``numpy.dtype size changed``)."""
     try:
         import picamera2
-    except ImportError:
-        return None
-    except Exception as exc:  # a broken libcamera install raises at import
-        log.debug("picamera2 import failed: %s", exc)
-        return None
+    except ModuleNotFoundError as exc:
+        if exc.name == "picamera2":
+            return None
+        raise SourceFailure(f"picamera2 is installed but cannot be imported ({_describe(exc)})") from None
+    except Exception as exc:
+        raise SourceFailure(f"picamera2 is installed but cannot be imported ({_describe(exc)})") from None
     return picamera2
 
 
 def pi_camera_present() -> bool:
-    picamera2 = _import_picamera2()
+    try:
+        picamera2 = _import_picamera2()
+    except SourceFailure as exc:
+        # visible: otherwise `auto` only says "no camera found" and hides why
+        log.warning("%s; looking for a webcam instead", exc)
+        return False
     if picamera2 is None:
         return False
     try:
         return bool(picamera2.Picamera2.global_camera_info())
     except Exception:
         return False
+
+
+def _picamera2_problem() -> str:
+    """': <why picamera2 cannot be imported>', or '' when it imports or is simply not installed."""
+    try:
+        _import_picamera2()
+    except SourceFailure as exc:
+        return f": {exc}"
+    return ""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_one_line(exc)}"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -410,8 +437,8 @@ def make_source(spec: str, camera: CameraConfig) -> FrameSource:
                 webcam.open()
             except SourceFailure:
                 raise SourceError(
-                    "camera.source 'auto': no camera found (no Pi camera via picamera2, no webcam 0); "
-                    "connect one, or pass --source with a webcam index, video file, URL or folder"
+                    f"camera.source 'auto': no camera found (no Pi camera via picamera2{_picamera2_problem()}, "
+                    "no webcam 0); connect one, or pass --source with a webcam index, video file, URL or folder"
                 ) from None
             return _Opened(webcam)
     if spec == "picamera":

@@ -11,7 +11,9 @@ import pytest
 from edge.boxes import iou
 from edge.crop import pad_image
 from edge.detector import (
+    BACK,
     DETECTORS,
+    FULL_RANGE,
     LEFT_EAR_TRAGION,
     LEFT_EYE,
     MOUTH_CENTER,
@@ -308,3 +310,64 @@ def test_detect_is_preprocess_invoke_postprocess(astronaut: np.ndarray) -> None:
     direct = det.detect(image)
     assert len(stepped) == len(direct) == 1
     assert np.allclose(stepped[0].box, direct[0].box) and np.allclose(stepped[0].keypoints, direct[0].keypoints)
+
+
+# -- the other models of the family ---------------------------------------------------------
+
+
+def test_full_range_anchors_are_one_per_cell_of_a_48x48_map():
+    # face_detection_full_range.pbtxt: 192 px, num_layers 1, strides 4, interpolated 0.0
+    anchors = generate_anchors(192, (4,), interpolated_scale_aspect_ratio=0.0)
+    assert anchors.shape == (2304, 2) == (FULL_RANGE.num_anchors, 2)
+    np.testing.assert_allclose(anchors[0], [0.5 / 48, 0.5 / 48])
+    np.testing.assert_allclose(anchors[1], [1.5 / 48, 0.5 / 48])  # one anchor per cell
+    np.testing.assert_allclose(anchors[48], [0.5 / 48, 1.5 / 48])  # next row
+    np.testing.assert_allclose(anchors[48 * 10 + 7], [7.5 / 48, 10.5 / 48])
+    np.testing.assert_allclose(anchors[-1], [47.5 / 48, 47.5 / 48])
+
+
+def test_back_camera_anchors_are_a_16x16_and_an_8x8_map():
+    # face_detection_back_desktop_live.pbtxt: 256 px, strides 16, 32, 32, 32
+    anchors = generate_anchors(256, (16, 32, 32, 32))
+    assert anchors.shape == (896, 2) == (BACK.num_anchors, 2)
+    # stride 16: 16x16 cells, 2 anchors each (aspect 1 + interpolated scale)
+    np.testing.assert_allclose(anchors[0:2], [[0.5 / 16, 0.5 / 16]] * 2)
+    np.testing.assert_allclose(anchors[2], [1.5 / 16, 0.5 / 16])
+    np.testing.assert_allclose(anchors[511], [15.5 / 16, 15.5 / 16])
+    # three stride-32 layers share an 8x8 map: 6 anchors per cell
+    np.testing.assert_allclose(anchors[512:518], [[0.5 / 8, 0.5 / 8]] * 6)
+    np.testing.assert_allclose(anchors[518 + 6 * 8], [1.5 / 8, 1.5 / 8])
+    np.testing.assert_allclose(anchors[-1], [7.5 / 8, 7.5 / 8])
+
+
+def test_decode_full_range_by_hand():
+    anchors = generate_anchors(192, (4,), interpolated_scale_aspect_ratio=0.0)
+    k = 48 * 20 + 30  # cell x 30, y 20: centre (30.5/48, 20.5/48)
+    raw_boxes = np.zeros((1, 2304, 16), np.float32)
+    raw_scores = np.full((1, 2304, 1), -10.0, np.float32)
+    raw_boxes[0, k, :4] = [9.6, 19.2, 19.2, 38.4]  # 192 px across: 0.05, 0.1, 0.1, 0.2
+    raw_scores[0, k, 0] = 3.0
+    boxes, scores, kps = decode(raw_boxes, raw_scores, anchors, scale=192.0, score_threshold=0.6)
+    cx, cy = 30.5 / 48 + 0.05, 20.5 / 48 + 0.1
+    np.testing.assert_allclose(boxes, [[cx - 0.05, cy - 0.1, cx + 0.05, cy + 0.1]], atol=1e-6)
+    np.testing.assert_allclose(scores, [1 / (1 + math.exp(-3.0))], rtol=1e-6)
+    np.testing.assert_allclose(kps[0, 3], [30.5 / 48, 20.5 / 48], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["blazeface_full", "blazeface_full_sparse", "blazeface_back"])
+def test_each_model_of_the_registry_finds_the_astronaut(name, astronaut):
+    spec = DETECTORS[name].spec
+    if not (models_dir() / spec.model_file).is_file():
+        pytest.skip(f"{spec.model_file} absent: run ./install.sh")
+    detector = create_detector(name)
+    assert detector.input_size == spec.input_size and len(detector.anchors) == spec.num_anchors
+    faces = detector.detect(astronaut)
+    assert len(faces) == 1 and faces[0].score > 0.6
+    _check_astronaut_face(faces[0])
+
+
+def test_a_model_of_the_wrong_size_is_refused_naming_what_was_expected(tmp_path):
+    if not MODEL.is_file():
+        pytest.skip(f"{MODEL} absent: run ./install.sh")
+    with pytest.raises(ModelError, match=r"BlazeFace back-camera model with a 1x256x256x3 input"):
+        create_detector("blazeface_back", model_path=MODEL)

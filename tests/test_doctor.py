@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 from helpers import assert_clean_failure, classifier_models, masknet
 
+from edge.config import load_config
+from edge.detector import DETECTORS
 from edge.manifest import load_manifest, write_manifest
-from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, models_dir
+from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, models_dir, third_party_hashes
 
+# the detector file the default config runs (`masknet run` and `masknet doctor` alike)
+RUN_DETECTOR = DETECTORS[load_config().detector.name].spec.model_file
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -37,11 +41,13 @@ def models_copy(tmp_path: Path, pytestconfig: pytest.Config) -> Path:
     """A complete models folder as install.sh and `masknet export` leave it (third-party files and
     the trained classifiers with their manifest), in a folder the test may damage."""
     source = models_dir()
-    for name in (DETECTOR_MODEL, LANDMARK_MODEL):
+    names = sorted(third_party_hashes())  # every model install.sh fetches
+    assert {DETECTOR_MODEL, LANDMARK_MODEL} <= set(names)
+    for name in names:
         assert (source / name).is_file(), f"{source / name} is missing: run ./install.sh first"
     folder = tmp_path / "models"
     folder.mkdir()
-    for name in (DETECTOR_MODEL, LANDMARK_MODEL, "THIRD_PARTY.sha256"):
+    for name in [*names, "THIRD_PARTY.sha256"]:
         shutil.copy2(source / name, folder / name)
     trained = classifier_models(pytestconfig.cache)
     manifest = json.loads((trained / "manifest.json").read_text())
@@ -64,7 +70,7 @@ def test_healthy_setup_passes_and_builds_what_run_builds(models_copy: Path) -> N
     )
     assert f"{DETECTOR_MODEL}: sha256" in out and f"{LANDMARK_MODEL}: sha256" in out
     assert f"{DETECTOR_MODEL}: loads and runs" in out
-    assert f"detector {models_copy / DETECTOR_MODEL} (the file `masknet run` uses" in out
+    assert f"detector {models_copy / RUN_DETECTOR} (the file `masknet run` uses" in out
     assert "pipeline builds as `masknet run` builds it" in out
     assert "face crop: size" in out  # the crop the manifest records
     assert "opencv" in out and "picamera2" in out
@@ -108,7 +114,7 @@ def test_classifier_whose_input_shape_disagrees_with_the_manifest_fails(models_c
 
 
 def test_run_and_doctor_use_the_same_detector_file(models_copy: Path, tmp_path: Path) -> None:
-    detector = models_copy / DETECTOR_MODEL
+    detector = models_copy / RUN_DETECTOR
     detector.write_bytes(detector.read_bytes()[:5000])
     result = doctor("--models", str(models_copy))
     assert result.returncode == 1
@@ -157,3 +163,61 @@ def test_a_config_doctor_cannot_read_is_a_failure(models_copy: Path, tmp_path: P
     assert result.returncode == 1
     (failure,) = _failures(result)
     assert str(config) in failure and "not UTF-8" in failure
+
+
+NUMPY_ABI_ERROR = (
+    "numpy.dtype size changed, may indicate binary incompatibility. "
+    "Expected 96 from C header, got 88 from PyObject"
+)
+
+
+@pytest.fixture
+def broken_picamera2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A picamera2 that fails at import the way apt's does under a venv's numpy 2 (simplejpeg)."""
+    package = tmp_path / "site" / "picamera2"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(f"raise ValueError({NUMPY_ABI_ERROR!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+
+
+def _doctor_in_process(
+    models: Path, on_pi: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """`masknet doctor` in this process, so that it can be told it runs on a Pi."""
+    import argparse
+
+    from edge.commands import doctor as doctor_module
+
+    monkeypatch.setattr(doctor_module, "is_raspberry_pi", lambda *_: on_pi)
+    monkeypatch.setenv("GPIOZERO_PIN_FACTORY", "mock")  # so the camera is the only problem here
+    rc = doctor_module.run(argparse.Namespace(models=models))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_on_a_pi_a_picamera2_that_fails_to_import_fails_with_the_real_error(
+    models_copy: Path,
+    broken_picamera2: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc, out, err = _doctor_in_process(models_copy, True, monkeypatch, capsys)
+    assert rc == 1, out + err
+    camera = [line for line in out.splitlines() if "picamera2:" in line]
+    assert len(camera) == 1 and "FAIL" in camera[0]
+    assert f"ValueError: {NUMPY_ABI_ERROR}" in camera[0]
+    assert "re-run ./install.sh" in camera[0] and "numpy<2" in camera[0]
+    assert "1 problem(s) found" in err
+
+
+def test_off_a_pi_a_broken_picamera2_is_only_a_warning(
+    models_copy: Path,
+    broken_picamera2: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc, out, err = _doctor_in_process(models_copy, False, monkeypatch, capsys)
+    camera = next(line for line in out.splitlines() if "picamera2:" in line)
+    assert "warn" in camera and NUMPY_ABI_ERROR in camera
+    assert rc == 0, out + err

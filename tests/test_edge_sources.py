@@ -316,3 +316,34 @@ def test_passwords_are_kept_out_of_messages() -> None:
     assert _redact("rtsp://admin:secret@10.0.0.5:554/live") == "rtsp://admin:***@10.0.0.5:554/live"
     assert _redact("http://cam.local/video") == "http://cam.local/video"
     assert "secret" not in OpenCVSource("rtsp://admin:secret@10.0.0.5/live").description
+
+
+def test_a_picamera2_that_fails_to_import_is_named_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    error = "numpy.dtype size changed, may indicate binary incompatibility. Expected 96 from C header, got 88 from PyObject"
+    (tmp_path / "picamera2").mkdir()
+    (tmp_path / "picamera2" / "__init__.py").write_text(f"raise ValueError({error!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    with pytest.raises(SourceFailure, match="picamera2 is installed but cannot be imported") as failure:
+        PiCameraSource().open()
+    assert f"ValueError: {error}" in str(failure.value)
+    if Path("/dev/video0").exists():
+        return  # auto would find the webcam; the Pi camera's own error is what is checked above
+    with pytest.raises(SourceError) as auto:
+        make_source("auto", load_config().camera)
+    assert "no camera found" in str(auto.value) and error in str(auto.value)
+
+
+def test_opencv_4_without_utils_logging_is_silenced_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # opencv-python-headless 4.11 (held to numpy 1.x on a bookworm Pi) has cv2.setLogLevel only
+    from edge.sources import _cv2
+
+    levels: list[int] = []
+    fake = types.ModuleType("cv2")
+    fake.utils = types.SimpleNamespace()
+    fake.setLogLevel = levels.append
+    monkeypatch.setitem(sys.modules, "cv2", fake)
+    assert _cv2.__wrapped__() is fake
+    assert levels == [0]

@@ -72,7 +72,7 @@ def _requirement_name(req: str) -> str:
 def test_pyproject_declares_the_package_extras_and_command() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["name"] == "masknet-edge"
-    assert project["requires-python"] == ">=3.10"
+    assert project["requires-python"] == ">=3.11"
     assert project["scripts"] == {"masknet": "edge.cli:main"}
     extras = {
         name: {_requirement_name(r) for r in reqs}

@@ -19,7 +19,7 @@ FLOORS: dict[str, int] = {
     "edge.timing": 1, "edge.config": 1, "edge.litert": 1, "edge.manifest": 1,
     "edge.stop": 1, "edge.native_stderr": 1,
     "edge.sources": 2, "edge.detector": 2, "edge.cascade": 2, "edge.tracker": 2,
-    "edge.indicators": 2, "edge.events": 2, "edge.mqtt": 2, "edge.replay": 2, "edge.reopening": 2,
+    "edge.indicators": 2, "edge.events": 2, "edge.mqtt": 2, "edge.regions": 2, "edge.replay": 2, "edge.reopening": 2,
     "edge.pipeline": 3,
     "edge.preview": 4,
     "edge.commands": 5,
@@ -72,7 +72,7 @@ def test_edge_never_imports_convert() -> None:
 
 def test_no_command_imports_another_command() -> None:
     commands = {n.split(".")[2] for n in _edge_modules() if n.startswith("edge.commands.")}
-    assert commands == {"run", "doctor", "bench", "watch"}
+    assert commands == {"run", "doctor", "bench", "watch", "detect"}
     wrong = []
     for name, path in _edge_modules().items():
         if not name.startswith("edge.commands."):

@@ -203,24 +203,20 @@ def check_camera(report: Report) -> None:
     found = False
     try:
         picamera2 = importlib.import_module("picamera2")
-    except ImportError:
-        hint = (
-            " (on this Pi: re-run ./install.sh; the venv needs --system-site-packages)"
-            if is_raspberry_pi()
-            else ""
-        )
-        status, text = (
-            (WARN, "not available")
-            if is_raspberry_pi()
-            else (MISSING, "not installed (only used on a Raspberry Pi)")
-        )
-        report.add("camera", status, f"picamera2: {text}{hint}")
+    except ModuleNotFoundError as exc:
+        if exc.name != "picamera2":  # installed, but something it imports is missing
+            _picamera2_broken(report, exc)
+        elif is_raspberry_pi():
+            report.add(
+                "camera",
+                WARN,
+                "picamera2: not available (on this Pi: re-run ./install.sh; the venv needs "
+                "--system-site-packages; an OS without python3-picamera2 can still use a webcam)",
+            )
+        else:
+            report.add("camera", MISSING, "picamera2: not installed (only used on a Raspberry Pi)")
     except Exception as exc:  # picamera2 can fail at import on a broken libcamera or numpy ABI
-        report.add(
-            "camera",
-            WARN,
-            f"picamera2: installed but fails to import ({type(exc).__name__}: {exc})",
-        )
+        _picamera2_broken(report, exc)
     else:
         found = True
         version = getattr(picamera2, "__version__", "")
@@ -251,6 +247,22 @@ def check_camera(report: Report) -> None:
         )
 
 
+def _picamera2_broken(report: Report, exc: Exception) -> None:
+    """picamera2 is there but cannot be imported: on a Pi the camera cannot work, so that fails."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    hint = ""
+    if "numpy" in text:
+        hint = (
+            "; a numpy 2 in .venv shadows the apt numpy picamera2 was built against: re-run "
+            "./install.sh (it holds the venv to numpy<2)"
+        )
+    report.add(
+        "camera",
+        FAIL if is_raspberry_pi() else WARN,
+        f"picamera2: installed but fails to import ({type(exc).__name__}: {text}){hint}",
+    )
+
+
 def check_gpio(report: Report) -> None:
     try:
         importlib.import_module("gpiozero")
@@ -269,9 +281,9 @@ def check_gpio(report: Report) -> None:
     from gpiozero.exc import BadPinFactory
 
     try:
-        with warnings.catch_warnings():
-            # gpiozero warns for every factory it falls back from; the result is what matters
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as tried:
+            # gpiozero warns for every factory it falls back from: reported below in one line
+            warnings.simplefilter("always")
             factory = Device._default_pin_factory()
     except BadPinFactory as exc:
         report.add(
@@ -295,6 +307,10 @@ def check_gpio(report: Report) -> None:
         factory.close()
     via = f"GPIOZERO_PIN_FACTORY={forced}" if forced else "gpiozero's default"
     report.add("gpio", OK, f"gpiozero {_dist_version('gpiozero')}: {name} ({via})")
+    fallbacks = [" ".join(str(w.message).split()) for w in tried]
+    if fallbacks:
+        # e.g. lgpio missing or its chip not found: on a Pi 5 nothing but lgpio drives the pins
+        report.add("gpio", WARN, f"gpiozero fell back before using {name}: {'; '.join(fallbacks)}")
 
 
 def diagnose(folder: Path | None = None, config: Path | None = None) -> Report:
@@ -321,7 +337,12 @@ def diagnose(folder: Path | None = None, config: Path | None = None) -> Report:
         folder = Path(cfg.classifier.models_dir).expanduser()
     folder = Path(folder) if folder is not None else models_dir()
     report.add("models", OK, f"folder {folder}")
-    detector = detector_path(cfg.detector.model if cfg is not None else "", folder)
+    if cfg is not None:
+        from edge.regions import detector_model_file
+
+        detector = detector_model_file(cfg)
+    else:
+        detector = detector_path("", folder)
     report.add("models", OK, f"detector {detector} (the file `masknet run` uses with this config)")
     # the third-party files are checked where the detector comes from (the default models folder
     # when the --models folder holds only classifiers)
@@ -357,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
     # the runtime's "Created TensorFlow Lite XNNPACK delegate" and the like stay out of the report
     native = NativeStderr().install()
     try:
-        report = diagnose(args.models, args.config)
+        report = diagnose(args.models, getattr(args, "config", None))
     finally:
         native.restore()
     print(report.render())
