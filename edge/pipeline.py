@@ -7,6 +7,7 @@ StageTimer (a no-op unless a real timer is passed in).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from edge.timing import (
 )
 from edge.tracker import Tracker
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class FaceResult:
@@ -40,6 +43,7 @@ class FaceResult:
     track_id: int
     committed: Verdict | None  # the track's committed verdict after this frame
     new_event: bool  # this frame committed the track's first verdict (an event was logged)
+    too_far: bool = False  # narrower than tracker.min_face_px: no verdict from this frame
 
 
 class Pipeline:
@@ -69,6 +73,7 @@ class Pipeline:
         self.frames = 0
         self.event_count = 0
         self._last_display = -float("inf")
+        self._too_far_logged: set[int] = set()  # tracks whose "too far" line was logged (once each)
 
     @staticmethod
     def has_steps(detector: FaceDetector) -> bool:
@@ -142,8 +147,13 @@ class Pipeline:
             assert verdict is not None
             if u.new_event:
                 self._log_event(u.track.id, u.track.committed, boxes[u.index], number, frame.timestamp, crops[u.index])
+            if u.too_far and u.track.id not in self._too_far_logged:
+                self._too_far_logged.add(u.track.id)
+                box = boxes[u.index]
+                log.info("track %d: face %.0f px wide is under tracker.min_face_px %.0f: too far, no verdict",
+                         u.track.id, max(box[2] - box[0], box[3] - box[1]), self.tracker.config.min_face_px)
             results.append(
-                FaceResult(face, boxes[u.index], verdict, u.track.id, u.track.committed, u.new_event)
+                FaceResult(face, boxes[u.index], verdict, u.track.id, u.track.committed, u.new_event, u.too_far)
             )
 
         if self.indicators is not None:
@@ -199,3 +209,4 @@ class Pipeline:
         """Forget all tracks (e.g. between bench runs)."""
         self.tracker.reset()
         self._last_display = -float("inf")
+        self._too_far_logged.clear()

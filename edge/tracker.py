@@ -10,6 +10,10 @@ committed verdict per person:
 * a committed verdict is only replaced after ``change_frames`` frames in a row of another class
   (hysteresis: the lights do not flicker between two answers);
 * verdicts scoring below ``min_score`` neither count towards nor break a streak;
+* a face narrower than ``min_face_px`` (the person is still far from the door) gets no verdict:
+  its frames neither count towards nor break a streak (``TrackUpdate.too_far``), so a verdict is
+  made from the frames where the face is large, not from the first frames of a walk-up;
+* a streak whose mean score is below ``commit_score`` is not committed (too unsure to judge);
 * the first commit of a track is its event (``TrackUpdate.new_event``); later changes move the
   lights but do not log again: one event per person per visit;
 * a track unseen for ``expire_frames`` frames or ``expire_seconds`` seconds has left.
@@ -57,6 +61,7 @@ class TrackUpdate:
     verdict: Verdict | None  # this frame's verdict (None when not classified)
     new_event: bool  # the track committed its first verdict on this frame
     changed: bool  # the committed verdict changed on this frame (first commit included)
+    too_far: bool = False  # the face was narrower than min_face_px: its verdict was not used
 
 
 class Tracker:
@@ -114,8 +119,9 @@ class Tracker:
                 tr.hits += 1
                 tr.missed = 0
             seen.add(tr.id)
-            new_event, changed = self._decide(tr, verdicts[i], t)
-            updates.append(TrackUpdate(tr, i, verdicts[i], new_event, changed))
+            too_far = max(box[2] - box[0], box[3] - box[1]) < cfg.min_face_px
+            new_event, changed = self._decide(tr, None if too_far else verdicts[i], t)
+            updates.append(TrackUpdate(tr, i, verdicts[i], new_event, changed, too_far))
 
         kept: list[Track] = []
         for tr in self.tracks:
@@ -155,7 +161,7 @@ class Tracker:
             stable = tr.streak_len >= cfg.change_frames and (
                 self._streak_verdict(tr).sub_type != tr.committed.sub_type
             )
-        if not stable:
+        if not stable or tr.streak_score_sum / tr.streak_len < cfg.commit_score:
             return False, False
         first = tr.committed is None
         tr.committed = self._streak_verdict(tr)
