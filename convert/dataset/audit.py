@@ -87,6 +87,8 @@ def load_audit(path: Path) -> FaceAudit:
                 if not (box[2] > box[0] and box[3] > box[1]):
                     raise ConfigError(f"{path} line {n}: the box must have x1 > x0 and y1 > y0")
                 decisions.append(Decision(row["file"].strip(), box, label, (row["reason"] or "").strip()))  # type: ignore[arg-type]
+    except FileNotFoundError:
+        raise ConfigError(f"audit_csv {path} not found; fix the path in the recipe ({{repo}}/... for a file in this checkout)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the audit CSV ({exc})") from None
     return FaceAudit(decisions)

@@ -180,9 +180,7 @@ def _parse_source(table: dict[str, Any], base: Path, where: str) -> SourceSpec:
     for key in ("labels_csv", "audit_csv"):
         text = _take(table, key, str, None, where)
         if text is not None:
-            files[key] = _expand(text, base)
-            if not files[key].is_file():
-                raise ConfigError(f"{where}: {key} {files[key]} not found; fix the path (relative to the data root, or {{repo}}/...)")
+            files[key] = _expand(text, base)  # read (and checked) when the build lists the source
     return SourceSpec(
         name=name,
         path=_expand(path_text, base),

@@ -143,6 +143,8 @@ def read_labels(path: Path) -> dict[str, str]:
                     raise ConfigError(f"{path} line {n}: class_id {label!r} is not a class id ({', '.join(ALL_CLASSES)}) or empty")
                 out[row["file"].strip().replace("\\", "/")] = label
             return out
+    except FileNotFoundError:
+        raise ConfigError(f"labels_csv {path} not found; fix the path in the recipe (relative to the data root)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the labels CSV ({exc})") from None
 
