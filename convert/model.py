@@ -61,6 +61,9 @@ class TrainConfig:
     # backbone layer whose output is cached; None = the latest single tensor before the
     # trainable layers. Sharing one cut between tasks lets them share one activation cache.
     cache_at: str | None = None
+    # share of the TRAINING images of each origin that are used (seeded by file name; val and test
+    # are never thinned): e.g. {synthetic = 0.35} when the trunk cache cannot afford every drawn mask
+    keep: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,8 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path}: model.trainable_layers must be >= 0")
     if cfg.augment.views < 1:
         raise ConfigError(f"{path}: augment.views must be >= 1")
+    if any(not 0.0 < v <= 1.0 for v in cfg.train.keep.values()):
+        raise ConfigError(f"{path}: train.keep values must be shares in (0, 1], e.g. {{ synthetic = 0.35 }}")
     if cfg.train.class_weight not in ("balanced", "none"):
         raise ConfigError(f"{path}: train.class_weight must be \"balanced\" or \"none\"")
     if cfg.train.monitor not in MONITORS:

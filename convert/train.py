@@ -112,6 +112,24 @@ def content_id(samples: list[Sample]) -> str:
     return h.hexdigest()
 
 
+def thin_training(samples: list[Sample], keep: dict[str, float], seed: int) -> list[Sample]:
+    """Only a seeded share of the training images of the origins named in ``keep``.
+
+    The choice hashes the file name, so it does not depend on listing order and both tasks (which
+    share one activation cache) pick the same images."""
+    if not keep:
+        return samples
+
+    def kept(s: Sample) -> bool:
+        share = keep.get(s.origin, 1.0)
+        if s.split != "train" or share >= 1.0:
+            return True
+        h = int.from_bytes(hashlib.sha256(f"{seed}/{s.path.name}".encode()).digest()[:8], "little")
+        return h / 2**64 < share
+
+    return [s for s in samples if kept(s)]
+
+
 def task_label(task: str, label: str) -> str | None:
     """The class a data-set folder counts as for a task, or None when the task cannot use it."""
     if task == "masknet":
@@ -246,7 +264,8 @@ def build_cache(
     size = cfg.model.input_size
     infer = tf.function(lambda x: trunk(x, training=False), reduce_retracing=True)
     out: dict[str, CacheSplit] = {}
-    for split in SPLITS:
+    # test is never read here: `masknet evaluate` scores the exported files on it
+    for split in ("train", "val"):
         items = [s for s in samples if s.split == split]
         if not items:
             continue
@@ -387,6 +406,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
     keras.utils.set_random_seed(cfg.train.seed)
     samples = read_dataset(data_dir)
     data_id = dataset_id(data_dir, samples)
+    samples = thin_training(samples, cfg.train.keep, cfg.train.seed)
     built = build_model(cfg)
     if cfg.weights_path() is None:
         first = [s for s in samples if s.split == "train"][:: max(1, len(samples) // 64)][:64]
