@@ -130,6 +130,18 @@ _SOURCE_KEYS = {
 }
 
 
+def _regex_list(table: dict[str, Any], key: str, groups: int, what: str, need: str, where: str) -> tuple[str, ...]:
+    """A list of regexes, each compiled and checked to have at least `groups` capture groups."""
+    patterns = _str_list(table, key, where)
+    for pat in patterns:
+        try:
+            if re.compile(pat).groups < groups:
+                raise ConfigError(f"{where}: {what} {pat!r} needs {need}")
+        except re.error as exc:
+            raise ConfigError(f"{where}: {what} {pat!r} is not a valid regex ({exc})") from None
+    return patterns
+
+
 def _parse_source(table: dict[str, Any], base: Path, where: str) -> SourceSpec:
     unknown = set(table) - _SOURCE_KEYS
     if unknown:
@@ -158,20 +170,8 @@ def _parse_source(table: dict[str, Any], base: Path, where: str) -> SourceSpec:
     recolour = float(_take(table, "recolour", (int, float), 0.0, where))
     if not 0.0 <= recolour <= 1.0:
         raise ConfigError(f"{where}: recolour must be a fraction between 0 and 1, not {recolour}")
-    patterns = _str_list(table, "group_patterns", where)
-    for pat in patterns:
-        try:
-            if re.compile(pat).groups < 1:
-                raise ConfigError(f"{where}: group pattern {pat!r} needs one capture group (the identity)")
-        except re.error as exc:
-            raise ConfigError(f"{where}: group pattern {pat!r} is not a valid regex ({exc})") from None
-    bursts = _str_list(table, "burst_patterns", where)
-    for pat in bursts:
-        try:
-            if re.compile(pat).groups < 2:
-                raise ConfigError(f"{where}: burst pattern {pat!r} needs two capture groups (series, number)")
-        except re.error as exc:
-            raise ConfigError(f"{where}: burst pattern {pat!r} is not a valid regex ({exc})") from None
+    patterns = _regex_list(table, "group_patterns", 1, "group pattern", "one capture group (the identity)", where)
+    bursts = _regex_list(table, "burst_patterns", 2, "burst pattern", "two capture groups (series, number)", where)
     synthesize = _str_list(table, "synthesize", where, WEARING_STATES)
     per_face = int(_take(table, "synthesize_per_face", int, 0, where))
     if not 0 <= per_face <= len(synthesize):
