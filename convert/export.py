@@ -149,8 +149,8 @@ def real_views(data: Path, models: Path, kind: str, evals: dict[str, dict[str, A
     and the resolution curve on the real test photos; results go into ``evals`` as
     ``<kind>_val_real``, ``<kind>_test_real``, ``<kind>_test_real_<source>``, ``<kind>_curve``."""
     jobs: list[tuple[str, str, str | None]] = [("val", f"{kind}_val_real", None), ("test", f"{kind}_test_real", None)]
-    sources = sorted({s for p, s in read_index_column(data / "test", "source").items()
-                      if read_index_column(data / "test", "origin").get(p) == "real"})
+    origins = read_index_column(data / "test", "origin")
+    sources = sorted({s for p, s in read_index_column(data / "test", "source").items() if origins.get(p) == "real"})
     jobs += [("test", f"{kind}_test_real_{src}", src) for src in sources]
     for split, name, source in jobs:
         if name in evals:
