@@ -245,7 +245,7 @@ def test_cascade_runs_the_manifest_models_and_times_each_stage(
     models = tiny_models(pytestconfig.cache, pipeline_kind)
     timer = StageTimer()
     cascade = Cascade(load_manifest(models), num_threads=1)
-    pipe = Pipeline(detector, cascade, Tracker(tracker_config(min_score=0.0)), timer=timer)
+    pipe = Pipeline(detector, cascade, Tracker(tracker_config(min_score=0.0, commit_score=0.0)), timer=timer)
     assert cascade.timer is timer
     for _ in range(3):
         (r,) = pipe.process(astronaut())

@@ -31,11 +31,12 @@ from test_edge_helpers import (
     write_images,
 )
 
-# Mechanics config: random tiny models score low, so every verdict counts (min_score 0); the
-# same frame repeated is a stable verdict after 3 frames; 3 empty frames end a visit.
+# Mechanics config: random tiny models score low, so every verdict counts and commits (min_score and
+# commit_score 0); the same frame repeated is a stable verdict after 3 frames; 3 empty frames end a visit.
 CONFIG = """
 [tracker]
 min_score = 0.0
+commit_score = 0.0
 stable_frames = 3
 stable_seconds = 100.0
 expire_frames = 3
