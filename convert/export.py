@@ -140,6 +140,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where --latency-sweep writes / export reads the sweep")
     p.add_argument("--compare-runs", type=Path, nargs="*", default=[], metavar="RUNS",
                    help="other runs folders (e.g. other input sizes) whose validation results the report lists")
+    p.add_argument("--before-evals", type=Path, default=None, metavar="JSON",
+                   help="the shipped models' real-photo evaluations made earlier (real_views 'before'), instead of rerunning them")
     p.add_argument("--force", action="store_true",
                    help="replace the models in --out even when they score higher on the real validation photos")
 
@@ -198,15 +200,20 @@ def run(args: argparse.Namespace) -> int:
             evals[name] = result
         real_views(args.data, staging / kind, kind, evals, staging)
     # the models shipped until now, on the same real photos: the "before" of the report and the gate
-    if (out / "manifest.json").is_file():
+    if args.before_evals is not None:
+        # the same evaluations made earlier by `convert.export.real_views(..., "before", ...)`
+        evals.update({k: v for k, v in json.loads(args.before_evals.read_text()).items() if k.startswith("before_")})
+    elif (out / "manifest.json").is_file():
         real_views(args.data, out, "before", evals, staging)
+    refuse = None
+    if "before_val_real" in evals:
         new_bal = _bal(evals.get("int8_val_real"), "masknet")
         old_bal = _bal(evals.get("before_val_real"), "masknet")
         print(f"Mask-net balanced accuracy on the real validation photos: new {new_bal}, shipped {old_bal}")
         if new_bal is not None and old_bal is not None and new_bal <= old_bal and not args.force:
-            raise MasknetError(
-                f"the new Mask-net ({new_bal:.4f}) does not beat the shipped one ({old_bal:.4f}) on the real validation "
-                f"photos; {out} is left as it is (staged files and evaluations in {staging}; --force replaces anyway)")
+            refuse = (f"the new Mask-net ({new_bal:.4f}) does not beat the shipped one ({old_bal:.4f}) on the real "
+                      f"validation photos; {out} is left as it is (staged files, evaluations and REPORT.md in {staging}; "
+                      "--force replaces anyway)")
     # choose by validation only
     pipeline = args.pipeline
     val = evals["int8_val"]
@@ -239,6 +246,10 @@ def run(args: argparse.Namespace) -> int:
                                          for t in args.threads}
     (staging / "latency.json").write_text(json.dumps(latency, indent=2))
 
+    if refuse is not None:
+        report = staging / "REPORT.md"
+        report.write_text(render_report(args, tasks, ship, pipeline, choice_note, evals, latency, staging), encoding="utf-8")
+        raise MasknetError(refuse)
     out.mkdir(parents=True, exist_ok=True)
     specs = {}
     for task in ship:
