@@ -3,7 +3,7 @@
 Runs on the edge install (LiteRT, OpenCV, numpy; never TensorFlow). DATA_DIR holds class-id
 subfolders (any subset of the six ids). Every image is a face crop, resized with the runtime's
 own ``to_model_input``; with ``--detect`` BlazeFace finds the largest face first and it is
-cropped with ``crop_face``, exactly as the door does.
+cropped with the manifest's crop, exactly as the door does.
 
 Scoring levels (JSON keys are flat: ``masknet.accuracy`` ...):
 
@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from convert.files import IMAGE_EXTS, load_rgb
 from convert.metrics import classification_report, format_report, save_confusion_png
 from edge.cascade import Classifier
 from edge.classes import (
@@ -39,11 +40,9 @@ from edge.classes import (
     SUBTYPES,
     masknet_label,
 )
-from edge.crop import to_model_input
+from edge.crop import CropSpec, to_model_input
 from edge.errors import MasknetError
 from edge.manifest import load_manifest
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def list_images(data_dir: Path, origin: str | None = None, source: str | None = None) -> list[tuple[Path, str]]:
@@ -85,31 +84,26 @@ def read_origins(data_dir: Path) -> dict[Path, str]:
     return read_index_column(data_dir, "origin")
 
 
-def shrink_face(crop: np.ndarray, face_px: int) -> np.ndarray:
+def shrink_face(crop: np.ndarray, face_px: int, margin: float | None = None) -> np.ndarray:
     """The crop as the door would make it of a face `face_px` pixels wide: shrunk to that size
-    (the crop's face is its side / (1 + CROP_MARGIN)) and blown back up linearly, as crop_face
-    enlarges a small frame region."""
+    (the crop's face is its side / (1 + margin), the crop contract's margin) and blown back up
+    linearly, as crop_face enlarges a small frame region."""
     import cv2
 
     from edge.crop import CROP_MARGIN
 
+    margin = CROP_MARGIN if margin is None else margin
     h, w = crop.shape[:2]
-    side = max(2, round(face_px * (1.0 + CROP_MARGIN)))
+    side = max(2, round(face_px * (1.0 + margin)))
     if side >= min(h, w):
         return crop
     small = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _read_rgb(path: Path) -> np.ndarray | None:
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _largest_face_crop(detector: Any, image: np.ndarray) -> np.ndarray | None:
-    from edge.crop import crop_face, pad_image
+def largest_face_crop(detector: Any, image: np.ndarray, crop: CropSpec) -> np.ndarray | None:
+    """The largest face ``detector`` finds, cut as the door cuts it (the manifest's crop)."""
+    from edge.crop import pad_image
 
     # tight face crops fill the frame, where BlazeFace misses them: look in a padded copy
     padded, (dx, dy) = pad_image(image)
@@ -117,7 +111,7 @@ def _largest_face_crop(detector: Any, image: np.ndarray) -> np.ndarray | None:
     if not faces:
         return None
     face = max(faces, key=lambda f: f.width * f.height)
-    return crop_face(image, face.box, size=224, keypoints=face.keypoints)
+    return crop.cut(image, face.box, face.keypoints)
 
 
 def evaluate(
@@ -157,20 +151,21 @@ def evaluate(
     unreadable: list[str] = []
     no_face = 0
     for path, label in bar:
-        image = _read_rgb(path)
-        if image is None:
+        try:
+            image = load_rgb(path)
+        except MasknetError:
             unreadable.append(str(path))
             continue
         crop = image
         if detector is not None:
-            found = _largest_face_crop(detector, image)
+            found = largest_face_crop(detector, image, manifest.crop)
             if found is None:
                 # scored on the whole image so a miss still counts against the pipeline's input
                 no_face += 1
             else:
                 crop = found
         if face_px is not None:
-            crop = shrink_face(crop, face_px)
+            crop = shrink_face(crop, face_px, manifest.crop.margin)
         row = {"label": label}
         for name, net in nets.items():
             if net.takes_features:
@@ -185,7 +180,7 @@ def evaluate(
         "n": len(rows),
         "counts": dict(sorted(Counter(r["label"] for r in rows).items())),
         "models": str(Path(models_dir)),
-        "pipeline": manifest.pipeline,
+        "pipeline": manifest.classifiers,
         "detect": detect,
         "origin": origin,
         "source": source,

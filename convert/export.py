@@ -28,7 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from convert.evaluate import TITLES, evaluate, read_index_column, report_of, resolution_curve
+from convert.files import (
+    EXPORT_DIR,
+    SUMMARY_JSON,
+    export_dir,
+    model_file,
+    read_quantize,
+    read_summary,
+    run_crop,
+)
 from convert.metrics import markdown_report, measure_latency
+from edge.crop import CropSpec
 from edge.errors import MasknetError
 from edge.manifest import ModelSpec, write_manifest
 
@@ -40,8 +50,8 @@ CURVE_PX = (24, 32, 48, 64, 96, 160)
 def _spec(run_dir: Path, task: str, file: Path, kind: str) -> ModelSpec:
     from convert.quantize import feature_fields, io_quantization
 
-    summary = json.loads((run_dir / "summary.json").read_text())
-    quant = json.loads((run_dir / "quantize.json").read_text())
+    summary = read_summary(run_dir)
+    quant = read_quantize(run_dir)
     q = io_quantization(file)
     return ModelSpec(
         name=task,
@@ -65,21 +75,35 @@ def _spec(run_dir: Path, task: str, file: Path, kind: str) -> ModelSpec:
     )
 
 
-def stage(runs: Path, tasks: list[str], kind: str, dest: Path) -> dict[str, ModelSpec]:
-    """Copy each run's ``<task>_<kind>.tflite`` to ``dest`` and write a manifest there."""
+def runs_crop(runs: Path, tasks: list[str]) -> CropSpec:
+    """The one crop every run was trained on; the door can cut only one."""
+    crops = {task: run_crop(runs / task) for task in tasks}
+    if len(set(crops.values())) > 1:
+        listed = "; ".join(f"{task}: {crop.describe()}" for task, crop in crops.items())
+        raise MasknetError(
+            f"{runs}: the runs were trained on differently cut faces ({listed}); "
+            "train them all on the same data set build"
+        )
+    return next(iter(crops.values()))
+
+
+def stage(runs: Path, tasks: list[str], kind: str, dest: Path, crop: CropSpec | None = None) -> dict[str, ModelSpec]:
+    """Copy each run's ``<task>_<kind>.tflite`` to ``dest`` and write a manifest there (with the
+    runs' crop: ``runs_crop`` unless given)."""
+    crop = crop or runs_crop(runs, tasks)
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     specs = {}
     for task in tasks:
-        src = runs / task / f"{task}_{kind}.tflite"
+        src = model_file(runs / task, task, kind)
         if not src.is_file():
             raise MasknetError(f"{src}: not found; run `masknet quantize {runs / task}` first")
         dst = dest / src.name
         shutil.copy2(src, dst)
         specs[task] = _spec(runs / task, task, dst, kind)
-    pipeline = "cascade" if {"masknet", "imasknet"} <= set(specs) else "fiveclass"
-    write_manifest(dest, pipeline, specs)
+    classifiers = "cascade" if {"masknet", "imasknet"} <= set(specs) else "fiveclass"
+    write_manifest(dest, classifiers, specs, crop)
     return specs
 
 
@@ -178,19 +202,20 @@ def run(args: argparse.Namespace) -> int:
         latency_sweep(sizes, args.config, args.threads, args.latency_runs, args.latency_json)
         return 0
     out = args.out if args.out is not None else models_dir()
-    tasks = args.tasks or [t for t in TASKS if (args.runs / t / f"{t}_int8.tflite").is_file()]
+    tasks = args.tasks or [t for t in TASKS if model_file(args.runs / t, t, "int8").is_file()]
     if not {"masknet", "imasknet"} <= set(tasks) and "fiveclass" not in tasks:
         raise MasknetError(f"{args.runs}: need quantized masknet + imasknet runs (or fiveclass); found {tasks or 'none'}")
-    staging = args.runs / "export"
+    staging = args.runs / EXPORT_DIR
+    crop = runs_crop(args.runs, tasks)
     evals: dict[str, dict[str, Any]] = {}
     staged: dict[str, dict[str, ModelSpec]] = {}
     for kind in ("int8", "float"):
-        staged[kind] = stage(args.runs, tasks, kind, staging / kind)
+        staged[kind] = stage(args.runs, tasks, kind, export_dir(args.runs, kind), crop)
         for split, origin in (("val", None), ("test", None), ("test", "real")):
             name = f"{kind}_{split}" + (f"_{origin}" if origin else "")
             print(f"evaluating {name} ...", flush=True)
             try:
-                result = evaluate(args.data / split, staging / kind, origin=origin, num_threads=2)
+                result = evaluate(args.data / split, export_dir(args.runs, kind), origin=origin, num_threads=2)
             except MasknetError as exc:
                 if origin is None:
                     raise
@@ -198,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             (staging / f"eval_{name}.json").write_text(json.dumps(result, indent=2))
             evals[name] = result
-        real_views(args.data, staging / kind, kind, evals, staging)
+        real_views(args.data, export_dir(args.runs, kind), kind, evals, staging)
     # the models shipped until now, on the same real photos: the "before" of the report and the gate
     if args.before_evals is not None:
         # the same evaluations made earlier by `convert.export.real_views(..., "before", ...)`
@@ -241,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     latency: dict[str, Any] = {}
     for kind in ("int8", "float"):
         for task in tasks:
-            f = staging / kind / f"{task}_{kind}.tflite"
+            f = model_file(export_dir(args.runs, kind), task, kind)
             latency[f"{task}_{kind}"] = {f"threads{t}": measure_latency(f, runs=args.latency_runs, num_threads=t)
                                          for t in args.threads}
     (staging / "latency.json").write_text(json.dumps(latency, indent=2))
@@ -253,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     specs = {}
     for task in ship:
-        src = staging / "int8" / f"{task}_int8.tflite"
+        src = model_file(export_dir(args.runs, "int8"), task, "int8")
         size = src.stat().st_size
         if size > MAX_BYTES:
             raise MasknetError(f"{src}: {size / 1e6:.2f} MB exceeds the {MAX_BYTES / 1e6} MB limit")
@@ -271,11 +296,11 @@ def run(args: argparse.Namespace) -> int:
         specs[task] = dataclasses.replace(staged["int8"][task], path=dst, metrics=metrics)
     # leave models the new manifest does not name out of the folder, so nothing stale ships
     for task in TASKS:
-        stale = out / f"{task}_int8.tflite"
+        stale = model_file(out, task, "int8")
         if task not in ship and stale.exists():
             stale.unlink()
-    manifest = write_manifest(out, pipeline, specs)
-    print(f"wrote {manifest} (pipeline {pipeline}: {', '.join(ship)})")
+    manifest = write_manifest(out, pipeline, specs, crop)
+    print(f"wrote {manifest} (pipeline {pipeline}: {', '.join(ship)}; crop {crop.describe()})")
     report = out / "REPORT.md"
     report.write_text(render_report(args, tasks, ship, pipeline, choice_note, evals, latency, staging), encoding="utf-8")
     print(f"wrote {report}")
@@ -334,7 +359,7 @@ def render_report(
     L.append("| model | input | trainable layers | train images | best epoch / run | val loss | val acc | val bal. acc | val real acc | val real bal. acc |")
     L.append("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for task in tasks:
-        s = json.loads((runs / task / "summary.json").read_text())
+        s = read_summary(runs / task)
         v = s["val"]
         L.append(f"| {task} | {s['input_size']} | {s['trainable_layers']} | {s['train_counts']} | {s['best_epoch']} / {s['epochs_run']} "
                  f"| {v['val_loss']:.4f} | {v['val_accuracy']:.4f} | {v['val_balanced_accuracy']:.4f} | {_fmt(v['val_real_accuracy'])} "
@@ -453,9 +478,8 @@ def render_report(
         L.append("|---|---|---|---:|---:|---:|---:|---:|---:|")
         for r in compare:
             for task in TASKS:
-                f = r / task / "summary.json"
-                if f.is_file():
-                    s = json.loads(f.read_text())
+                if (r / task / SUMMARY_JSON).is_file():
+                    s = read_summary(r / task)
                     v = s["val"]
                     L.append(f"| {r} | {s['dataset_sha256'][:12]} | {task} | {s['input_size']} | {s['best_epoch']} | {v['val_loss']:.4f} | {v['val_accuracy']:.4f} "
                              f"| {v['val_balanced_accuracy']:.4f} | {_fmt(v['val_real_accuracy'])} |")

@@ -321,7 +321,15 @@ def calibrate_batchnorm(built: Built, images: Any) -> None:
     reaches it, as a pretrained network does.
     """
     import keras
+    import numpy as np
 
+    # Half the batch is seeded uniform noise: a channel that barely varies over the given images
+    # (a small or uniform data set) would otherwise be divided by a near-zero deviation, and the
+    # random network would blow small differences (JPEG noise, int8 rounding) up into different
+    # answers from one CPU to the next.
+    images = np.asarray(images, np.float32)
+    noise = np.random.default_rng(0).uniform(0.0, 255.0, images.shape).astype(np.float32)
+    images = np.concatenate([images, noise])
     bns = [layer for layer in built.model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [(layer.trainable, layer.momentum) for layer in bns]
     for layer in bns:

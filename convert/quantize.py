@@ -104,7 +104,7 @@ def read_calibration(list_path: Path, data_dir: Path) -> list[Path]:
 
 def calibration_images(paths: list[Path], input_size: int) -> np.ndarray:
     """Calibration crops exactly as the runtime feeds them (shared crop resize), as float 0..255."""
-    from convert.train import load_rgb
+    from convert.files import load_rgb
     from edge.crop import to_model_input
 
     return np.stack([to_model_input(load_rgb(p), input_size) for p in paths]).astype(np.float32)
@@ -223,15 +223,16 @@ def quantize_run(
     """
     import keras
 
+    from convert.files import CONFIG_JSON, KERAS_MODEL, QUANTIZE_JSON, model_file, read_summary
     from edge.paths import sha256_file
 
     run_dir = Path(run_dir)
-    model_path = run_dir / "model.keras"
+    model_path = run_dir / KERAS_MODEL
     if not model_path.is_file():
         raise ModelError(f"{model_path}: no trained model; run `masknet train CONFIG` first")
-    info = json.loads((run_dir / "summary.json").read_text())
+    info = read_summary(run_dir)
     task, size = info["task"], int(info["input_size"])
-    config_file = run_dir / "config.json"
+    config_file = run_dir / CONFIG_JSON
     cut = json.loads(config_file.read_text()).get("cut") if config_file.is_file() else None
     model = keras.models.load_model(model_path, compile=False)
     paths = read_calibration(calibration, data_dir)
@@ -239,9 +240,9 @@ def quantize_run(
     log(f"[{task}] calibrating on {len(calib)} images from {calibration} ({size}px)")
     role = export_role(task, cut, standalone)
     export, representative, shared = export_form(model, calib, task, role, cut)
-    int8 = write_bytes(run_dir / f"{task}_int8.tflite",
+    int8 = write_bytes(model_file(run_dir, task, "int8"),
                        quantize_keras(export, lambda: iter(representative), output_dtype))
-    flt = write_bytes(run_dir / f"{task}_float.tflite", convert_float(export))
+    flt = write_bytes(model_file(run_dir, task, "float"), convert_float(export))
     q = io_quantization(int8)
     if q["input"]["dtype"] != "uint8":
         raise ModelError(f"{int8}: input is {q['input']['dtype']}, expected uint8")
@@ -258,7 +259,7 @@ def quantize_run(
         "shared": shared,
         **q,
     }
-    (run_dir / "quantize.json").write_text(json.dumps(result, indent=2))
+    (run_dir / QUANTIZE_JSON).write_text(json.dumps(result, indent=2))
     log(f"[{task}] wrote {int8} ({result['int8_bytes'] / 1e6:.2f} MB, {role}) and {flt.name} "
         f"({result['float_bytes'] / 1e6:.2f} MB); input {q['input']}, output {q['output']}")
     return result

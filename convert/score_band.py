@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.evaluate import _read_rgb, list_images
+from convert.evaluate import list_images
+from convert.files import load_rgb
 from edge.cascade import Classifier
 from edge.classes import masknet_label
 from edge.crop import to_model_input
@@ -26,9 +27,7 @@ def score_bands(models: Path, data: Path) -> list[str]:
     net = Classifier(manifest.models["masknet"], 2, manifest.path)
     scores, right = [], []
     for path, label in list_images(data, origin="real"):
-        image = _read_rgb(path)
-        if image is None:
-            continue
+        image = load_rgb(path)
         answer, score, _ = net(to_model_input(image, net.spec.input_size))
         scores.append(score)
         right.append(answer == masknet_label(label))

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.crop import CropSpec
 from edge.manifest import TASK_CLASSES, ModelSpec, write_manifest
 
 # the tiny models answer the real tasks' classes, in the same output order
@@ -57,12 +58,14 @@ def build_tiny_models(
     pipeline: str = "cascade",
     shared_features: bool = True,
     float_twins: bool = False,
+    crop: CropSpec | None = None,
 ) -> Path:
     """Write tiny int8 masknet/imasknet (and fiveclass if asked) models + manifest.json to out_dir.
 
     With ``shared_features`` (the shipped layout) Mask-net exposes its trunk features and
     I-Mask-net reads them; without, both take the face crop (a version-1 style cascade).
     ``float_twins`` also writes each model's float32 TFLite as ``<task>_float.tflite``.
+    ``crop`` is the crop the manifest says the models were trained on (default ``CropSpec()``).
     Returns the manifest path. Needs TensorFlow.
     """
     from convert.quantize import (
@@ -110,7 +113,7 @@ def build_tiny_models(
             metrics={},
             **feature_fields(shared, q),
         )
-    return write_manifest(out_dir, pipeline, specs)
+    return write_manifest(out_dir, pipeline, specs, crop or CropSpec())
 
 
 # colour (RGB) and band (top row fraction) of the pattern that marks each class in tiny data sets
@@ -135,7 +138,7 @@ def make_tiny_dataset(
 
     Writes ``{train,val,test}/<class>/*.jpg`` (``per_class`` images per split and class),
     ``index.csv`` (half the images "real", half "synthetic"), ``dataset.json`` and
-    ``calibration.txt`` (train paths). Each class is a coloured band at its own height over noise tinted with its colour.
+    ``calibration.txt`` (train paths). Each class is a flat colour of its own with a dark band at its own height.
     """
     import csv
     import json
@@ -143,7 +146,6 @@ def make_tiny_dataset(
     import cv2
 
     out_dir = Path(out_dir)
-    rng = np.random.default_rng(seed)
     rows = []
     for split in ("train", "val", "test"):
         for c in classes:
@@ -152,10 +154,17 @@ def make_tiny_dataset(
             folder = out_dir / split / c
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                # a class-coloured tint over noise, so even random features tell classes apart
-                img = 0.5 * rng.integers(60, 200, (size, size, 3)) + 0.5 * np.array(colour, np.float32)
-                y0 = int(top * size * rng.uniform(0.9, 1.0)) - size // 4
-                img[max(0, y0) : y0 + size // 4, :] = np.array(colour) * rng.uniform(0.85, 1.15)
+                # one flat prototype per class (its colour, a dark band at its height; the images
+                # differ only by JPEG noise): a random-weight trunk amplifies small differences
+                # (noisy or brightness-jittered copies landed on the wrong side of the float
+                # model's boundary and training collapsed to one class on AVX2-only CPUs), so the
+                # tiny pipeline tests learn six prototypes, which any CPU's kernels get right
+                img = np.empty((size, size, 3), np.float32)
+                img[:] = np.array(colour, np.float32)
+                y0 = int(top * size) - size // 4
+                img[max(0, y0) : y0 + size // 4, :] = 30.0
+                # black and white edges, as in any photo, so int8 calibration sees the full 0..255
+                img[:, :2], img[:, -2:] = 0.0, 255.0
                 img = np.clip(img, 0, 255).astype(np.uint8)
                 rel = f"{split}/{c}/{c}_{i:03d}.jpg"
                 cv2.imwrite(str(out_dir / rel), img[..., ::-1])

@@ -30,7 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from convert.evaluate import IMAGE_EXTS  # the same files count as images in training and evaluation
+from convert.files import (
+    CONFIG_JSON,
+    DATASET_JSON,
+    IMAGE_EXTS,
+    KERAS_MODEL,
+    SUMMARY_JSON,
+    dataset_crop,
+    load_rgb,
+)
 from convert.model import AugmentConfig, Config, load_config, tomllib
 from edge.classes import ALL_CLASSES, MASK_INCORRECT, SUBTYPES, masknet_label
 from edge.errors import ConfigError, MasknetError
@@ -90,7 +98,7 @@ def read_dataset(data_dir: Path) -> list[Sample]:
 
 def dataset_id(data_dir: Path, samples: list[Sample]) -> str:
     """sha256 of dataset.json when present (the data engineer's fingerprint), else of the file list."""
-    meta = Path(data_dir) / "dataset.json"
+    meta = Path(data_dir) / DATASET_JSON
     if meta.is_file():
         return hashlib.sha256(meta.read_bytes()).hexdigest()
     h = hashlib.sha256()
@@ -142,15 +150,6 @@ def task_label(task: str, label: str) -> str | None:
 
 # --------------------------------------------------------------------------------------------
 # images and augmentation
-def load_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise MasknetError(f"{path}: cannot read image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def augment(image: np.ndarray, rng: np.random.Generator, a: AugmentConfig) -> np.ndarray:
     """Another look of the same face crop as a door camera might give it.
 
@@ -449,7 +448,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
         tail.load_weights(run_dir / "last.weights.h5")
         _load_optimizer(opt, tail.trainable_variables, run_dir / "last.optimizer.npz")
         log(f"[{cfg.task}] resuming after epoch {state['epoch']} (best {state['best']} at {state['best_epoch']})")
-    (run_dir / "config.json").write_text(json.dumps(
+    (run_dir / CONFIG_JSON).write_text(json.dumps(
         {"task": cfg.task, "config_file": str(cfg.path), "model": asdict(cfg.model), "train": asdict(cfg.train),
          "augment": asdict(cfg.augment), "cut": sm.cut, "dataset_sha256": data_id,
          "trainable": built.trainable, "backbone": built.backbone_name}, indent=2))
@@ -505,14 +504,16 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
             + (" *" if improved else "")
         )
     tail.load_weights(run_dir / "best.weights.h5")
-    model_path = run_dir / "model.keras"
+    model_path = run_dir / KERAS_MODEL
     built.model.save(model_path)
     best = state["history"][state["best_epoch"] - 1]
     summary = {"task": cfg.task, "classes": list(cfg.classes), "best_epoch": state["best_epoch"],
                "epochs_run": state["epoch"], "val": best, "input_size": cfg.model.input_size,
                "trainable_layers": cfg.model.trainable_layers, "backbone": built.backbone_name,
-               "dataset_sha256": data_id, "train_counts": dict(counts)}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+               "dataset_sha256": data_id, "train_counts": dict(counts),
+               # the crop the images were cut with travels on: quantize -> export -> the manifest
+               "crop": dataset_crop(data_dir).to_json()}
+    (run_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
     log(f"[{cfg.task}] best epoch {state['best_epoch']}: {monitor} {state['best']:.4f}; saved {model_path}")
     return model_path
 

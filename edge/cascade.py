@@ -3,54 +3,23 @@
 With a version-2 manifest I-Mask-net reads Mask-net's features (both share one frozen trunk), so
 a wrongly worn mask costs Mask-net plus I-Mask-net's last layers, not two whole networks.
 
-Or, when the manifest's pipeline is "fiveclass", one 5-class model whose sub-type answers are
-folded back into Mask-net's three classes. Each classifier sees exactly the crop it was trained
-on: ``to_model_input(crop_face(frame, box, 224, CROP_MARGIN, ...), spec.input_size)``.
+Or, when the manifest's classifiers are "fiveclass", one 5-class model whose sub-type answers
+are folded back into Mask-net's three classes. Each classifier sees exactly the crop it was
+trained on: ``to_model_input(manifest.crop.cut(frame, box, keypoints), spec.input_size)``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from edge.classes import ADVICE, MASK_INCORRECT, SUBTYPES, masknet_label
-from edge.crop import CROP_MARGIN, crop_face, to_model_input
+from edge.classes import MASK_INCORRECT, SUBTYPES, Verdict, masknet_label
+from edge.crop import to_model_input
 from edge.errors import ModelError
 from edge.litert import TFLiteModel
-from edge.manifest import Manifest, ModelSpec, load_manifest
+from edge.manifest import Manifest, ModelSpec
 from edge.timing import CROP, IMASKNET_INVOKE, MASKNET_INVOKE, NULL_TIMER, StageTimer
-
-# Side of the square face crop before it is resized to a model's input: the training crop.
-CROP_SIZE = 224
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What the classifiers say about one face."""
-
-    class_id: str  # Mask-net class: mask / mask_incorrect / no_mask
-    score: float  # probability of class_id
-    sub_type: str | None = None  # I-Mask-net class, only for mask_incorrect
-    sub_score: float | None = None  # probability of sub_type
-
-    @property
-    def label(self) -> str:
-        """The most specific class id: the sub-type when there is one."""
-        return self.sub_type or self.class_id
-
-    @property
-    def advice(self) -> str:
-        return ADVICE[self.label]
-
-    def with_summary(self, score: float, sub_type: str | None) -> Verdict:
-        return replace(
-            self,
-            score=float(score),
-            sub_type=sub_type,
-            sub_score=self.sub_score if sub_type == self.sub_type else None,
-        )
 
 
 def _probabilities(y: np.ndarray) -> np.ndarray:
@@ -141,21 +110,29 @@ class Classifier:
 
 
 class Cascade:
-    """Crop a face and classify it with the models the manifest names."""
+    """Crop a face as the manifest says and classify it with the models it names.
+
+    ``align`` is the run config's ``classifier.align``: "auto" takes the manifest's crop, a
+    boolean must agree with it (ConfigError otherwise, see ``Manifest.crop_for``).
+    ``imasknet_on_every_face`` is ``masknet bench``'s worst case: Mask-net still runs (and is
+    timed) on every face, but every face is taken as mask_incorrect, so I-Mask-net runs too.
+    """
 
     def __init__(
         self,
         manifest: Manifest,
         num_threads: int | None = None,
-        align: bool = False,
+        align: bool | str = "auto",
         timer: StageTimer = NULL_TIMER,
+        imasknet_on_every_face: bool = False,
     ) -> None:
         self.manifest = manifest
-        self.align = align
+        self.imasknet_on_every_face = imasknet_on_every_face
+        self.crop_spec = manifest.crop_for(align)
         self.timer = timer
-        self.pipeline = manifest.pipeline
+        self.classifiers = manifest.classifiers
         self.imasknet: Classifier | None = None
-        if manifest.pipeline == "fiveclass":
+        if manifest.classifiers == "fiveclass":
             self.first = Classifier(manifest.model("fiveclass"), num_threads, manifest.path)
             self._five_subtype_idx = np.array(
                 [i for i, c in enumerate(self.first.classes) if c in SUBTYPES], dtype=np.intp
@@ -170,19 +147,9 @@ class Cascade:
                 )
         self._raw_features = self.imasknet is not None and self.imasknet.reads_raw(self.first)
 
-    @classmethod
-    def from_dir(
-        cls,
-        models_dir: Path | str,
-        num_threads: int | None = None,
-        align: bool = False,
-        timer: StageTimer = NULL_TIMER,
-    ) -> Cascade:
-        return cls(load_manifest(models_dir, verify=True), num_threads, align, timer)
-
     def crop(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray | None = None) -> np.ndarray:
-        """The training crop of one face (CROP_SIZE square, RGB uint8)."""
-        return crop_face(image, box, CROP_SIZE, CROP_MARGIN, keypoints=keypoints, align=self.align)
+        """The training crop of one face (``crop_spec.size`` square, RGB uint8)."""
+        return self.crop_spec.cut(image, box, keypoints)
 
     def classify_crop(self, crop: np.ndarray) -> Verdict:
         """Verdict for a face crop as ``crop`` makes it."""
@@ -209,7 +176,7 @@ class Cascade:
                 # Mask-net level score: all the ways of wearing it wrong together
                 return Verdict(class_id, float(p[self._five_subtype_idx].sum()), label, score)
             return Verdict(class_id, score)
-        if label != MASK_INCORRECT:
+        if label != MASK_INCORRECT and not self.imasknet_on_every_face:
             return Verdict(label, score)
         if self.imasknet.takes_features:
             # the trunk already ran inside Mask-net: I-Mask-net is only the layers after the cut

@@ -16,9 +16,10 @@ from edge.errors import MasknetError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("edge.run_cmd", "run the door monitor: camera -> faces -> verdict -> LEDs/buzzer"),
-    "bench": ("edge.bench", "measure per-stage latency, FPS and memory on this device"),
-    "doctor": ("edge.doctor", "check runtime, models, camera back ends and GPIO"),
+    "run": ("edge.commands.run", "run the door monitor: camera -> faces -> verdict -> LEDs/buzzer"),
+    "bench": ("edge.commands.bench", "measure per-stage latency, FPS and memory on this device"),
+    "watch": ("edge.commands.watch", "show every door on the MQTT broker in one live table (or --json)"),
+    "doctor": ("edge.commands.doctor", "check runtime, models, camera back ends and GPIO"),
     "evaluate": ("convert.evaluate", "score the exported models on a folder of labelled faces (LiteRT only)"),
     "dataset": ("convert.dataset.cli", "build the training data sets (face crops, recolouring, synthetic masks)"),
     "train": ("convert.train", "train Mask-net / I-Mask-net / the 5-class model"),

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import copy
 import math
+import re
+import stat
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +53,20 @@ def _blink(v: Any) -> bool:
     return _durations(v) and len(v) in (0, 2)
 
 
+def _door_name(v: Any) -> bool:
+    return v == "" or re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v) is not None
+
+
+def _topic_prefix(v: Any) -> bool:
+    return not any(c in v for c in "+#\0") and not v.endswith("/") and not v.startswith("/")
+
+
 def _one_of(*choices: str) -> Callable[[Any], bool]:
     return lambda v: v in choices
 
+
+# Settings whose default is a string that may also be set to true / false.
+_STR_OR_BOOL = frozenset({"classifier.align"})
 
 # key -> (check, what a valid value is). Types come from the default value itself.
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -73,7 +86,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "detector.nms_iou": (_unit, "between 0 and 1"),
     "detector.min_face_size": (_non_negative, "pixels >= 0"),
     "classifier.models_dir": (lambda v: True, "a folder path or \"\""),
-    "classifier.align": (lambda v: True, "true or false"),
+    "classifier.align": (lambda v: v == "auto" or isinstance(v, bool), "\"auto\", true or false"),
     "runtime.threads": (lambda v: 1 <= v <= 64, "between 1 and 64"),
     "tracker.iou_threshold": (lambda v: 0.0 < v <= 1.0, "above 0 and at most 1"),
     "tracker.stable_frames": (_positive, "a positive integer"),
@@ -110,6 +123,27 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "preview.mode": (_one_of("auto", "window", "folder"), "\"auto\", \"window\" or \"folder\""),
     "preview.folder": (lambda v: v.strip() != "", "a folder path"),
     "preview.every_n": (_positive, "a positive integer"),
+    "mqtt.enabled": (lambda v: True, "true or false"),
+    "mqtt.host": (lambda v: v.strip() != "", "a host name or address"),
+    "mqtt.port": (lambda v: 1 <= v <= 65535, "a port number 1-65535"),
+    "mqtt.door": (_door_name, "letters, digits, '_' or '-' (or \"\" for the host name)"),
+    "mqtt.client_id": (lambda v: True, "a string (\"\" = masknet-<door>)"),
+    "mqtt.username": (lambda v: True, "a string"),
+    "mqtt.password": (lambda v: True, "a string"),
+    "mqtt.password_env": (lambda v: True, "an environment variable name or \"\""),
+    "mqtt.password_file": (lambda v: True, "a file path or \"\""),
+    "mqtt.tls": (lambda v: True, "true or false"),
+    "mqtt.ca_file": (lambda v: True, "a file path or \"\""),
+    "mqtt.certfile": (lambda v: True, "a file path or \"\""),
+    "mqtt.keyfile": (lambda v: True, "a file path or \"\""),
+    "mqtt.qos": (lambda v: v in (1, 2), "1 or 2"),
+    "mqtt.keepalive": (lambda v: 5 <= v <= 3600, "seconds between 5 and 3600"),
+    "mqtt.topic_prefix": (_topic_prefix, "a topic without '+', '#' or a trailing '/' (or \"\")"),
+    "mqtt.discovery": (lambda v: True, "true or false"),
+    "mqtt.discovery_prefix": (lambda v: _topic_prefix(v) and v != "", "a topic without '+', '#' or a trailing '/'"),
+    "mqtt.backlog": (_positive, "a positive integer"),
+    "mqtt.counters_interval_s": (lambda v: v >= 1.0, "seconds >= 1"),
+    "mqtt.reconnect_max_s": (lambda v: v >= 0.5, "seconds >= 0.5"),
 }
 
 
@@ -139,7 +173,7 @@ class DetectorConfig:
 @dataclass(frozen=True)
 class ClassifierConfig:
     models_dir: str
-    align: bool
+    align: bool | str  # "auto": the crop the manifest records
 
 
 @dataclass(frozen=True)
@@ -193,6 +227,39 @@ class PreviewConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool
+    host: str
+    port: int
+    door: str
+    client_id: str
+    username: str
+    password: str
+    password_env: str
+    password_file: str
+    tls: bool
+    ca_file: str
+    certfile: str
+    keyfile: str
+    qos: int
+    keepalive: int
+    topic_prefix: str
+    discovery: bool
+    discovery_prefix: str
+    backlog: int
+    counters_interval_s: float
+    reconnect_max_s: float
+
+    def __repr__(self) -> str:  # never show the password in a log or traceback
+        return f"MqttConfig(host={self.host!r}, port={self.port}, door={self.door!r}, enabled={self.enabled})"
+
+
+# keys whose values --print-config (and anything else that shows the config) masks
+SECRET_KEYS: tuple[str, ...] = ("mqtt.password",)
+MASK_TEXT = "********"
+
+
+@dataclass(frozen=True)
 class Config:
     camera: CameraConfig
     detector: DetectorConfig
@@ -202,11 +269,18 @@ class Config:
     indicators: IndicatorsConfig
     events: EventsConfig
     preview: PreviewConfig
-    # the merged key/value tree, kept for --print-config
-    raw: Mapping[str, Any]
+    mqtt: MqttConfig
+    # the merged key/value tree, kept for --print-config (not in repr: it holds secrets)
+    raw: Mapping[str, Any] = field(repr=False)
 
     def to_toml(self) -> str:
-        return dump_toml(self.raw)
+        """The effective configuration as TOML, secrets masked."""
+        tree = copy.deepcopy(dict(self.raw))
+        for key in SECRET_KEYS:
+            table, name = key.split(".")
+            if tree[table][name]:
+                tree[table][name] = MASK_TEXT
+        return dump_toml(tree)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -257,7 +331,8 @@ def _coerce(where: str, key: str, default: Any, value: Any) -> Any:
             value = float(value)
             ok = math.isfinite(value)
     elif isinstance(default, str):
-        ok = isinstance(value, str)
+        # classifier.align: "auto" or a boolean
+        ok = isinstance(value, str) or (key in _STR_OR_BOOL and isinstance(value, bool))
     elif isinstance(default, list):
         ok = isinstance(value, list)
     else:  # pragma: no cover - the defaults only hold the types above
@@ -312,6 +387,7 @@ def build_config(tree: Mapping[str, Any]) -> Config:
         "indicators": IndicatorsConfig,
         "events": EventsConfig,
         "preview": PreviewConfig,
+        "mqtt": MqttConfig,
     }
     built = {name: _section(cls, tree[name]) for name, cls in classes.items()}
     cfg = Config(**built, raw=copy.deepcopy(dict(tree)))
@@ -320,7 +396,35 @@ def build_config(tree: Mapping[str, Any]) -> Config:
             "'camera.reopen_backoff_max_s' must be at least 'camera.reopen_backoff_s' "
             f"({cfg.camera.reopen_backoff_max_s} < {cfg.camera.reopen_backoff_s})"
         )
+    m = cfg.mqtt
+    if sum(bool(x) for x in (m.password, m.password_env, m.password_file)) > 1:
+        raise ConfigError(
+            "'mqtt.password', 'mqtt.password_env' and 'mqtt.password_file' are alternatives: set one"
+        )
+    if m.keyfile and not m.certfile:
+        raise ConfigError("'mqtt.keyfile' is set without 'mqtt.certfile': set both, or neither")
     return cfg
+
+
+def secret_warnings(cfg: Config, path: str | Path | None) -> list[str]:
+    """One line per file holding an MQTT password that other users of this machine can read."""
+    files = []
+    if path is not None and cfg.mqtt.password:
+        files.append((Path(path), "holds mqtt.password"))
+    if cfg.mqtt.password_file:
+        files.append((Path(cfg.mqtt.password_file).expanduser(), "is mqtt.password_file"))
+    lines = []
+    for file, why in files:
+        try:
+            mode = file.stat().st_mode
+        except OSError:
+            continue  # a missing password file is reported when it is read
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            lines.append(
+                f"{file} {why} and is readable by other users (mode {stat.filemode(mode)}); "
+                f"run: chmod 600 {file}"
+            )
+    return lines
 
 
 def load_config(

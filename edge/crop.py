@@ -3,11 +3,18 @@
 Any change here changes what the models were trained on, so it is deliberately small and
 deterministic: a square around the detector box, widened by a margin, optionally rolled so the
 eyes are level, cut out with one affine warp.
+
+Its parameters are a contract, ``CropSpec(size, margin, align)``: the data set build records it
+in ``dataset.json``, training copies it into the run's ``summary.json``, ``masknet export``
+writes it into ``models/manifest.json``, and the door, ``masknet evaluate`` and ``masknet bench``
+take it from the manifest. Nothing else picks crop parameters.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,6 +23,8 @@ import numpy as np
 # the brows and just below the lips; 0.25 brings the chin, the forehead and the cheeks (where a
 # mask's edges sit) into the crop without adding much background.
 CROP_MARGIN = 0.25
+# Side of the square crop before it is resized to a model's input (the training crop).
+CROP_SIZE = 224
 
 # Downscaling by more than this with one bilinear warp aliases (sparkly edges on high-resolution
 # training photos that the low-resolution door camera never produces), so the warp then renders
@@ -60,7 +69,7 @@ def crop_matrix(
 def crop_face(
     image: np.ndarray,
     box: tuple[float, float, float, float] | np.ndarray,
-    size: int = 224,
+    size: int = CROP_SIZE,
     margin: float = CROP_MARGIN,
     keypoints: np.ndarray | None = None,
     align: bool = False,
@@ -88,6 +97,50 @@ def crop_face(
         out = cv2.warpAffine(image, mk, (big, big), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         return cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """How faces were cut for training, and so how the door must cut them.
+
+    The defaults are the crop of every model exported before the crop was recorded (manifest
+    versions 1 and 2, data sets without ``dataset.json``).
+    """
+
+    size: int = CROP_SIZE
+    margin: float = CROP_MARGIN
+    align: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or not 32 <= self.size <= 1024:
+            raise ValueError(f"crop size must be a whole number of pixels between 32 and 1024, not {self.size!r}")
+        if isinstance(self.margin, bool) or not isinstance(self.margin, (int, float)) or not 0 <= self.margin <= 4:
+            raise ValueError(f"crop margin must be a number between 0 and 4, not {self.margin!r}")
+        if not isinstance(self.align, bool):
+            raise ValueError(f"crop align must be true or false, not {self.align!r}")
+        object.__setattr__(self, "margin", float(self.margin))
+
+    def cut(
+        self,
+        image: np.ndarray,
+        box: tuple[float, float, float, float] | np.ndarray,
+        keypoints: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The crop of the face at ``box`` (``keypoints``: the detector's, needed with align)."""
+        return crop_face(image, box, self.size, self.margin, keypoints=keypoints, align=self.align)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"size": self.size, "margin": self.margin, "align": self.align}
+
+    @classmethod
+    def from_json(cls, obj: Any) -> CropSpec:
+        """Read ``{"size": .., "margin": .., "align": ..}``; ValueError says what is wrong."""
+        if not isinstance(obj, dict) or not {"size", "margin", "align"} <= set(obj):
+            raise ValueError(f"crop must be an object with size, margin and align, got {obj!r}")
+        return cls(size=obj["size"], margin=obj["margin"], align=obj["align"])
+
+    def describe(self) -> str:
+        return f"size {self.size}, margin {self.margin:g}, align {str(self.align).lower()}"
 
 
 def to_model_input(crop: np.ndarray, input_size: int | tuple[int, int]) -> np.ndarray:

@@ -23,3 +23,7 @@ class SourceError(MasknetError):
 
 class HardwareError(MasknetError):
     """GPIO or other hardware could not be set up."""
+
+
+class BrokerError(MasknetError):
+    """The MQTT broker could not be reached or refused the connection (`masknet watch`)."""

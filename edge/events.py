@@ -1,5 +1,10 @@
 """The event log: one JSON line per committed verdict, to stdout or a size-rotated file.
 
+Every line carries an ``id`` unique to this door (the run's UTC start, a random tag, a sequence
+number), so that a receiver of the events (the MQTT publisher, at least once) can drop
+duplicates, and a restarted door can find where delivery stopped. Listeners (``on_event``) get
+each record after it was written; they must not block (they run in the frame loop).
+
 Each line is flushed as it is written: events are rare (one per person per visit) and a power
 cut at the door must not lose the ones already reported. Face crops are not saved unless
 ``events.save_crops`` is on (privacy); then only no_mask / mask_incorrect crops are kept.
@@ -11,9 +16,11 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,6 +87,8 @@ class EventLog:
         self._path: Path | None = None if output == "-" else Path(output)
         self._stream: TextIO | None = None
         self._size = 0
+        self._run_tag = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{secrets.token_hex(2)}"
+        self.on_event: list[Callable[[dict[str, object]], None]] = []
         if self._path is not None:
             self._open()
         if save_crops:
@@ -119,7 +128,8 @@ class EventLog:
         self._open()
 
     def write(self, event: Event, crop: np.ndarray | None = None) -> dict[str, object]:
-        record = event.to_dict()
+        record: dict[str, object] = {"id": f"{self._run_tag}-{self.count + self.dropped + 1}"}
+        record.update(event.to_dict())
         if self.save_crops and crop is not None and event.class_id != MASK:
             record["crop"] = str(self._save_crop(event, crop))
         line = json.dumps(record, separators=(",", ":")) + "\n"
@@ -136,8 +146,11 @@ class EventLog:
                 with contextlib.suppress(OSError):
                     self._stream.close()
                 self._stream = None  # reopened on the next event
-            return record
-        self.count += 1
+        else:
+            self.count += 1
+        # an event the file could not keep is still handed on (the lights and the broker need it)
+        for listener in self.on_event:
+            listener(record)
         return record
 
     def _write_line(self, line: str) -> None:

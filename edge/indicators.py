@@ -16,12 +16,11 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from edge.cascade import Verdict
-from edge.classes import MASK, MASK_INCORRECT, NO_MASK
+from edge.classes import MASK, MASK_INCORRECT, NO_MASK, Verdict
 from edge.config import IndicatorsConfig
+from edge.device import is_raspberry_pi
 from edge.errors import HardwareError
 
 log = logging.getLogger("edge.indicators")
@@ -29,17 +28,8 @@ log = logging.getLogger("edge.indicators")
 IDLE = "idle"
 # which light a Mask-net class switches on
 LIGHT_OF: dict[str, str] = {MASK: "green", MASK_INCORRECT: "amber", NO_MASK: "red"}
-# several people at once: the lights show the worst of them
-SEVERITY: dict[str, int] = {MASK: 0, MASK_INCORRECT: 1, NO_MASK: 2}
 
 Echo = Callable[[str], None]
-
-
-def is_raspberry_pi(model_file: Path = Path("/proc/device-tree/model")) -> bool:
-    try:
-        return "Raspberry Pi" in model_file.read_text(errors="replace")
-    except OSError:
-        return False
 
 
 def _stderr_echo(line: str) -> None:
@@ -227,17 +217,6 @@ class Indicators:
                         break
             buzzer.off()
 
-    def wait_buzzer_idle(self, timeout: float = 5.0) -> None:
-        """For tests and --test-outputs: returns once the pending pattern has been taken."""
-        import time
-
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            with self._wake:
-                if not self._pattern:
-                    break
-            time.sleep(0.005)
-
     def test_outputs(self, step_s: float = 1.0, say: Echo | None = _stderr_echo) -> None:
         """Wiring check: each LED on alone for ``step_s``, then the buzzer, then all off."""
         import time
@@ -255,14 +234,6 @@ class Indicators:
         self.state = IDLE
 
     # -- shutdown -------------------------------------------------------------------------------
-    def off(self) -> None:
-        for dev in self._devices.values():
-            try:
-                dev.off()
-            except Exception as exc:  # a device already closed
-                log.debug("off: %s", exc)
-        self.state = IDLE
-
     def _close_devices(self) -> None:
         for dev in self._devices.values():
             try:

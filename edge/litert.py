@@ -95,8 +95,6 @@ class TFLiteModel:
             raise ModelError(f"{self.path}: not a valid TFLite model ({reason}); {remedy}") from None
         self._inputs = self._interp.get_input_details()
         self._outputs = self._interp.get_output_details()
-        self._output_by_name = {d["name"]: i for i, d in enumerate(self._outputs)}
-        self._last: list[np.ndarray] | None = None
 
     # -- input description -------------------------------------------------------------------
     @property
@@ -169,22 +167,9 @@ class TFLiteModel:
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
         """Invoke on one array per model input; outputs as float32, in the model's output order."""
         self.invoke(*inputs)
-        self._last = [self._fetch(d) for d in self._outputs]
-        return self._last
+        return [self._fetch(d) for d in self._outputs]
 
     __call__ = run
-
-    def run_named(self, *inputs: np.ndarray) -> dict[str, np.ndarray]:
-        """Like ``run`` but keyed by output tensor name (robust to output reordering by converters)."""
-        return dict(zip(self.output_names, self.run(*inputs), strict=True))
-
-    def output(self, name: str) -> np.ndarray:
-        """An output of the last ``run`` by tensor name."""
-        if self._last is None:
-            raise RuntimeError("run() has not been called yet")
-        if name not in self._output_by_name:
-            raise KeyError(f"{self.path.name}: no output named {name!r}; outputs are {self.output_names}")
-        return self._last[self._output_by_name[name]]
 
     def __repr__(self) -> str:
         return f"TFLiteModel({str(self.path)!r}, runtime={self.runtime.name} {self.runtime.version})"

@@ -4,11 +4,18 @@ The edge runtime learns everything about a classifier from this file (task, clas
 size and quantization) and refuses a model whose bytes do not match the recorded sha256, so a
 half-copied or swapped model never silently gives wrong verdicts.
 
-Schema (version 2; version 1 is the same without ``features`` / ``input.features_of``)::
+Schema (version 3)::
 
-    {"version": 2,
-     "pipeline": "cascade" | "fiveclass",
+    {"version": 3,
+     "classifiers": "cascade" | "fiveclass",
+     "crop": {"size": 224, "margin": 0.25, "align": false},
      "models": {"masknet": ENTRY, "imasknet": ENTRY, "fiveclass": ENTRY (optional)}}
+
+``classifiers`` names which models the door runs: the Mask-net -> I-Mask-net cascade or the one
+5-class model. ``crop`` is the ``edge.crop.CropSpec`` the models were trained on (recorded by the
+data set build); the door cuts faces with exactly it. Older manifests are still read: version 2
+calls ``classifiers`` "pipeline" and has no ``crop`` (read as ``CropSpec()``, the crop every
+model was trained on then); version 1 also lacks ``features`` / ``input.features_of``.
 
     ENTRY = {"file": "masknet_int8.tflite", "sha256": "<hex>", "task": "masknet",
              "classes": ["mask", "mask_incorrect", "no_mask"],          # output order
@@ -35,26 +42,27 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from edge.classes import FIVE_CLASSES, MASKNET_CLASSES, SUBTYPES
-from edge.errors import ModelError
+from edge.crop import CropSpec
+from edge.errors import ConfigError, ModelError
 from edge.paths import sha256_file
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 2
-READ_VERSIONS = (1, 2)  # version 1: every model takes the face crop
-PIPELINES: tuple[str, ...] = ("cascade", "fiveclass")
+MANIFEST_VERSION = 3
+READ_VERSIONS = (1, 2, 3)  # version 1: every model takes the face crop; 1-2: no recorded crop
+CLASSIFIER_SETS: tuple[str, ...] = ("cascade", "fiveclass")
 # task -> the class ids its outputs must cover (in any order; the manifest records the order)
 TASK_CLASSES: dict[str, tuple[str, ...]] = {
     "masknet": MASKNET_CLASSES,
     "imasknet": SUBTYPES,
     "fiveclass": FIVE_CLASSES,
 }
-# which model entries each pipeline needs
-PIPELINE_MODELS: dict[str, tuple[str, ...]] = {
+# which model entries each set of classifiers needs
+MODELS_OF: dict[str, tuple[str, ...]] = {
     "cascade": ("masknet", "imasknet"),
     "fiveclass": ("fiveclass",),
 }
@@ -159,8 +167,9 @@ class ModelSpec:
 class Manifest:
     path: Path
     version: int
-    pipeline: str
+    classifiers: str  # "cascade" or "fiveclass"
     models: dict[str, ModelSpec]
+    crop: CropSpec = CropSpec()
 
     def model(self, name: str) -> ModelSpec:
         try:
@@ -169,9 +178,28 @@ class Manifest:
             raise ModelError(f"{self.path}: no model {name!r} in the manifest; {_REMEDY}") from None
 
     @property
-    def pipeline_models(self) -> tuple[ModelSpec, ...]:
-        """The models the chosen pipeline runs, in cascade order."""
-        return tuple(self.models[n] for n in PIPELINE_MODELS[self.pipeline])
+    def classifier_models(self) -> tuple[ModelSpec, ...]:
+        """The models the door runs, in cascade order."""
+        return tuple(self.models[n] for n in MODELS_OF[self.classifiers])
+
+    def crop_for(self, align: bool | str = "auto") -> CropSpec:
+        """The crop to cut faces with, given a run config's ``classifier.align``.
+
+        ``"auto"`` takes the manifest's crop. true / false must agree with a crop the manifest
+        records (version 3); a version 1-2 manifest records none, so there the setting decides,
+        as it did when those models were exported.
+        """
+        if align == "auto":
+            return self.crop
+        if self.version < 3:
+            return replace(self.crop, align=bool(align))
+        if bool(align) != self.crop.align:
+            raise ConfigError(
+                f"classifier.align = {str(bool(align)).lower()} disagrees with {self.path} "
+                f"(models trained on crops with align {str(self.crop.align).lower()}); "
+                'set classifier.align = "auto" or re-export the models'
+            )
+        return self.crop
 
 
 def _bad(path: Path, what: str) -> ModelError:
@@ -309,18 +337,26 @@ def parse_manifest(data: Any, models_dir: Path, path: Path | None = None) -> Man
     if version not in READ_VERSIONS:
         raise _bad(path, f"manifest version {version} is not supported (this runtime reads "
                          f"{', '.join(map(str, READ_VERSIONS))}); update Mask-net Edge")
-    pipeline = _get(data, "pipeline", str, "manifest", path)
-    if pipeline not in PIPELINES:
-        raise _bad(path, f"pipeline {pipeline!r} is not one of {', '.join(PIPELINES)}")
+    # versions 1-2 called the set of classifiers "pipeline"
+    key = "classifiers" if version >= 3 else "pipeline"
+    classifiers = _get(data, key, str, "manifest", path)
+    if classifiers not in CLASSIFIER_SETS:
+        raise _bad(path, f"{key} {classifiers!r} is not one of {', '.join(CLASSIFIER_SETS)}")
+    crop = CropSpec()
+    if version >= 3:
+        try:
+            crop = CropSpec.from_json(_get(data, "crop", dict, "manifest", path))
+        except ValueError as exc:
+            raise _bad(path, str(exc)) from None
     raw_models = _get(data, "models", dict, "manifest", path)
     models = {name: _parse_entry(name, entry, models_dir, path) for name, entry in raw_models.items()}
     for name, spec in models.items():
         # the entry name is how the runtime looks a model up, so it must say what the model does
         if name != spec.task:
             raise _bad(path, f"models.{name} has task {spec.task!r}; the entry must be named after its task")
-    missing = [n for n in PIPELINE_MODELS[pipeline] if n not in models]
+    missing = [n for n in MODELS_OF[classifiers] if n not in models]
     if missing:
-        raise _bad(path, f"pipeline {pipeline!r} needs model(s) {', '.join(missing)}, which the manifest lacks")
+        raise _bad(path, f"{key} {classifiers!r} needs model(s) {', '.join(missing)}, which the manifest lacks")
     for name, spec in models.items():
         if spec.features_of is None:
             continue
@@ -342,7 +378,7 @@ def parse_manifest(data: Any, models_dir: Path, path: Path | None = None) -> Man
         if spec.input_size != provider.input_size:
             raise _bad(path, f"models.{name}.input.size {spec.input_size} differs from "
                              f"models.{spec.features_of}.input.size {provider.input_size}")
-    return Manifest(path=path, version=version, pipeline=pipeline, models=models)
+    return Manifest(path=path, version=version, classifiers=classifiers, models=models, crop=crop)
 
 
 def load_manifest(models_dir: Path | str, verify: bool = True) -> Manifest:
@@ -368,11 +404,13 @@ def load_manifest(models_dir: Path | str, verify: bool = True) -> Manifest:
 
 def write_manifest(
     models_dir: Path | str,
-    pipeline: str,
+    classifiers: str,
     models: Mapping[str, ModelSpec | Mapping[str, Any]],
+    crop: CropSpec,
 ) -> Path:
     """Write ``<models_dir>/manifest.json`` atomically.
 
+    ``classifiers`` is "cascade" or "fiveclass"; ``crop`` the crop the models were trained on.
     ``models`` maps entry name to a ModelSpec or to a manifest entry dict. Each file's sha256 is
     recomputed from the bytes on disk, so the manifest always describes what is really there.
     The result is validated with the same rules ``load_manifest`` applies.
@@ -386,7 +424,7 @@ def write_manifest(
             raise ModelError(f"{file}: model file to put in the manifest does not exist")
         entry["sha256"] = sha256_file(file)
         entries[name] = entry
-    data = {"version": MANIFEST_VERSION, "pipeline": pipeline, "models": entries}
+    data = {"version": MANIFEST_VERSION, "classifiers": classifiers, "crop": crop.to_json(), "models": entries}
     path = models_dir / MANIFEST_NAME
     parse_manifest(data, models_dir, path)
     models_dir.mkdir(parents=True, exist_ok=True)

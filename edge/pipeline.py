@@ -2,7 +2,8 @@
 
 ``Pipeline.process(frame)`` is the whole per-frame step, callable on any RGB frame, so that
 ``masknet bench`` times exactly what ``masknet run`` does. Every stage is bracketed by the
-StageTimer (a no-op unless a real timer is passed in).
+StageTimer (a no-op unless a real timer is passed in). ``build_pipeline(cfg, ...)`` assembles
+it from the run config: both commands build it that way.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge.cascade import Cascade, Verdict
-from edge.detector import Face, FaceDetector
+from edge.cascade import Cascade
+from edge.classes import SEVERITY, Verdict
+from edge.config import Config
+from edge.detector import Face, FaceDetector, create_detector
 from edge.events import Event, EventLog
-from edge.indicators import SEVERITY, Indicators
+from edge.indicators import Indicators
+from edge.manifest import Manifest, load_manifest
+from edge.paths import models_dir
 from edge.sources import Frame
 from edge.timing import (
     DECODE_NMS,
@@ -47,6 +54,8 @@ class FaceResult:
 
 
 class Pipeline:
+    """The per-frame step. The cascade is built with the same ``timer`` (``build_pipeline`` does)."""
+
     def __init__(
         self,
         detector: FaceDetector,
@@ -60,13 +69,13 @@ class Pipeline:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._detector = detector
-        self._split = self.has_steps(detector)
+        # a detector that exposes its three steps is timed step by step; any other as one invoke
+        self._steps = all(callable(getattr(detector, m, None)) for m in ("preprocess", "invoke", "postprocess"))
         self.cascade = cascade
         self.tracker = tracker
         self.indicators = indicators
         self.events = events
         self.timer = timer
-        cascade.timer = timer
         self.hold_seconds = hold_seconds
         self.clock = clock
         self.wall_clock = wall_clock
@@ -75,24 +84,13 @@ class Pipeline:
         self._last_display = -float("inf")
         self._too_far_logged: set[int] = set()  # tracks whose "too far" line was logged (once each)
 
-    @staticmethod
-    def has_steps(detector: FaceDetector) -> bool:
-        # a detector that exposes its three steps is timed step by step; any other as one invoke
-        return all(callable(getattr(detector, m, None)) for m in ("preprocess", "invoke", "postprocess"))
-
     @property
     def detector(self) -> FaceDetector:
         return self._detector
 
-    @detector.setter
-    def detector(self, detector: FaceDetector) -> None:
-        # decided once per detector, not per frame
-        self._detector = detector
-        self._split = self.has_steps(detector)
-
     def detect(self, image: np.ndarray) -> list[Face]:
         timer = self.timer
-        if self._split:
+        if self._steps:
             t = timer.start()
             prepared = self._detector.preprocess(image)  # type: ignore[attr-defined]
             t = timer.stop(DETECTOR_PREPROCESS, t)
@@ -210,3 +208,57 @@ class Pipeline:
         self.tracker.reset()
         self._last_display = -float("inf")
         self._too_far_logged.clear()
+
+
+def load_models(
+    cfg: Config,
+    timer: StageTimer = NULL_TIMER,
+    manifest: Manifest | None = None,
+    imasknet_on_every_face: bool = False,
+) -> tuple[FaceDetector, Cascade]:
+    """The detector and the cascade the config names (``manifest``: another set of classifiers,
+    e.g. bench's float twins). Loading them first reports a broken model before any pin or
+    camera is touched."""
+    if manifest is None:
+        mdir = Path(cfg.classifier.models_dir).expanduser() if cfg.classifier.models_dir else models_dir()
+        manifest = load_manifest(mdir, verify=True)
+    cascade = Cascade(
+        manifest,
+        num_threads=cfg.runtime.threads,
+        align=cfg.classifier.align,
+        timer=timer,
+        imasknet_on_every_face=imasknet_on_every_face,
+    )
+    options: dict[str, Any] = {
+        "score_threshold": cfg.detector.score_threshold,
+        "nms_iou": cfg.detector.nms_iou,
+        "min_face_size": cfg.detector.min_face_size,
+        "num_threads": cfg.runtime.threads,
+    }
+    if cfg.detector.model:
+        options["model_path"] = Path(cfg.detector.model).expanduser()
+    return create_detector(cfg.detector.name, **options), cascade
+
+
+def build_pipeline(
+    cfg: Config,
+    indicators: Indicators | None,
+    events: EventLog | None,
+    timer: StageTimer = NULL_TIMER,
+    models: tuple[FaceDetector, Cascade] | None = None,
+) -> Pipeline:
+    """The door's pipeline from the run config: ``masknet run`` and ``masknet bench`` build it so.
+
+    ``models`` are ``load_models(cfg, timer)``'s result when the caller loaded them first
+    (loaded here otherwise, with ``timer``).
+    """
+    detector, cascade = models if models is not None else load_models(cfg, timer)
+    return Pipeline(
+        detector,
+        cascade,
+        Tracker(cfg.tracker),
+        indicators=indicators,
+        events=events,
+        timer=timer,
+        hold_seconds=cfg.indicators.hold_seconds,
+    )

@@ -1,6 +1,7 @@
 """Frame sources behind one interface: the Pi camera, OpenCV captures and folders of images.
 
-``open_source(spec, camera_config)`` turns the ``camera.source`` setting into a source:
+``make_source(spec, camera_config)`` turns the ``camera.source`` setting into a source, which
+the caller then ``open()``s (``masknet run`` wraps it in ``ReopeningSource`` first):
 
 * ``auto``: the Pi camera if one is connected, else webcam 0, else a SourceError;
 * ``picamera``: picamera2 with a main stream (crops) and a low-resolution "lores" stream

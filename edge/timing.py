@@ -52,8 +52,6 @@ class StageStats:
 class StageTimer:
     """Durations per named stage; the last ``capacity`` samples of each kept for percentiles."""
 
-    enabled = True
-
     def __init__(self, stages: tuple[str, ...] = STAGES, capacity: int = 4096) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -120,8 +118,6 @@ class StageTimer:
 
 class NullTimer(StageTimer):
     """A timer that records nothing (the default for ``masknet run``)."""
-
-    enabled = False
 
     def __init__(self) -> None:
         super().__init__(stages=STAGES, capacity=1)

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.cascade import Verdict
+from edge.boxes import iou_matrix
+from edge.classes import Verdict
 from edge.config import TrackerConfig
-from edge.detector import iou_matrix
 
 
 @dataclass

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.bench import STAT_FIELDS, Scene, face_layout, face_patch, stats
 from edge.cli import main
+from edge.commands.bench.measure import STAT_FIELDS, stats
+from edge.commands.bench.scene import Scene, face_layout, face_patch
 from edge.paths import models_dir
 from edge.timing import STAGES
 
@@ -141,7 +142,7 @@ def test_faces_and_threads_lists_compare_every_combination(
 
 
 def test_cost_split_is_the_line_through_one_and_most_faces() -> None:
-    from edge.bench import ratios
+    from edge.commands.bench.report import ratios
 
     def run(faces: int, frame_ms: float) -> dict:
         return {"variant": "int8", "threads": 2, "input_size": 224, "faces": faces,
@@ -184,7 +185,7 @@ def test_counts_below_one_are_refused_by_name(
 
 
 def test_spread_of_known_rounds() -> None:
-    from edge.bench import spread
+    from edge.commands.bench.report import spread
 
     rounds = [
         {"overhead": 1.2, "frame_vs_one_face": {"4": 3.1}},
@@ -305,18 +306,19 @@ def test_json_to_stdout_is_pure_json(
 def test_float_twins_are_found_by_the_shipped_sha256(tmp_path: Path, bench_models: Path) -> None:
     import shutil
 
-    from edge.bench import float_search_dirs
+    from edge.commands.bench.measure import float_search_dirs
     from edge.manifest import load_manifest
 
     manifest = load_manifest(bench_models)
-    first = manifest.pipeline_models[0]
+    first = manifest.classifier_models[0]
+    # quantize writes the float twin next to the int8 file, wherever the run folder is
     for run, data in (("old", b"an older export"), ("final", first.path.read_bytes())):
-        staged = tmp_path / run / "export" / "int8"
-        staged.mkdir(parents=True)
-        (staged / first.path.name).write_bytes(data)
+        folder = tmp_path / run / first.task
+        folder.mkdir(parents=True)
+        (folder / first.path.name).write_bytes(data)
     dirs = float_search_dirs(manifest, tmp_path)
-    assert dirs[0] == tmp_path / "final" / "export" / "float"
-    assert tmp_path / "old" / "export" / "float" not in dirs
+    assert dirs[0] == tmp_path / "final" / first.task
+    assert tmp_path / "old" / first.task not in dirs
     assert manifest.path.parent in dirs
     shutil.rmtree(tmp_path / "final")
     assert float_search_dirs(manifest, tmp_path)[0] == manifest.path.parent

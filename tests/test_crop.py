@@ -137,3 +137,33 @@ def test_pad_image_places_the_original_at_the_offset(coords):
     assert padded[:dy].max() == 0 and padded[:, :dx].max() == 0
     same, offset = pad_image(tight, 0.0)
     assert same is tight and offset == (0, 0)
+
+
+def test_crop_spec_cuts_with_its_own_parameters_and_round_trips_as_json():
+    from edge.crop import CROP_MARGIN, CROP_SIZE, CropSpec
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    box, kps = (40.0, 30.0, 100.0, 96.0), np.array([[55.0, 50.0], [85.0, 58.0]])
+    spec = CropSpec(size=64, margin=0.6, align=True)
+    np.testing.assert_array_equal(spec.cut(image, box, kps), crop_face(image, box, 64, 0.6, keypoints=kps, align=True))
+    assert CropSpec.from_json(spec.to_json()) == spec
+    # extra keys (dataset.json adds jpeg_quality, function) are other records' business
+    assert CropSpec.from_json({**spec.to_json(), "jpeg_quality": 95}) == spec
+    assert CropSpec() == CropSpec(CROP_SIZE, CROP_MARGIN, False)
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"size": 10, "margin": 0.25, "align": False}, "crop size"),
+        ({"size": 224, "margin": -0.1, "align": False}, "crop margin"),
+        ({"size": 224, "margin": 0.25, "align": "yes"}, "crop align"),
+        ({"size": 224, "margin": 0.25}, "size, margin and align"),
+    ],
+)
+def test_crop_spec_refuses_a_bad_record(record, message):
+    from edge.crop import CropSpec
+
+    with pytest.raises(ValueError, match=message):
+        CropSpec.from_json(record)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from edge.boxes import iou
 from edge.crop import pad_image
 from edge.detector import (
     DETECTORS,
@@ -23,7 +24,6 @@ from edge.detector import (
     create_detector,
     decode,
     generate_anchors,
-    iou,
     letterbox,
     weighted_nms,
 )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.doctor import device_model, is_raspberry_pi
+from edge.crop import CropSpec
 from edge.manifest import write_manifest
 from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, models_dir
 
@@ -113,6 +113,7 @@ def _with_trained_models(folder: Path) -> tuple[Path, Path]:
                 ["mask_over_chin", "mask_over_mouth_chin", "mask_over_nose_mouth"],
             ),
         },
+        CropSpec(224, 0.3, False),
     )
     return masknet, imasknet
 
@@ -123,19 +124,10 @@ def test_trained_models_are_checked_against_the_manifest(models_copy: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     assert "masknet_int8.tflite: masknet, 224x224 uint8, sha256" in result.stdout
     assert "imasknet_int8.tflite: imasknet" in result.stdout
+    assert "face crop: size 224, margin 0.3, align false" in result.stdout
     assert "missing  trained models" not in result.stdout
 
     imasknet.write_bytes(b"swapped")
     result = doctor(models=models_copy)
     assert result.returncode != 0
     assert f"{imasknet}: sha256" in result.stdout and "does not match the manifest" in result.stdout
-
-
-def test_pi_detection_reads_the_nul_terminated_device_tree_model(tmp_path: Path) -> None:
-    model = tmp_path / "model"
-    model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\0")
-    assert device_model(model) == "Raspberry Pi 4 Model B Rev 1.4"
-    assert is_raspberry_pi(model)
-    model.write_bytes(b"Hardkernel ODROID-C4\0")
-    assert not is_raspberry_pi(model)
-    assert not is_raspberry_pi(tmp_path / "absent")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_edge_helpers import (
+from helpers import (
     REPO,
     SHARED_DATA,
     astronaut,
@@ -43,7 +43,7 @@ from edge.classes import (
 from edge.config import load_config
 from edge.events import EventLog
 from edge.indicators import Indicators
-from edge.run_cmd import build_pipeline
+from edge.pipeline import build_pipeline
 from edge.sources import FolderSource
 
 GREEN, AMBER, RED, BUZZER = 17, 27, 22, 23
@@ -53,9 +53,9 @@ FRAMES_PER_VISIT, GAP = 6, 4
 
 def masked_astronaut(state: str) -> np.ndarray:
     """The astronaut wearing a blue surgical mask in ``state``, drawn by the data generator."""
+    from convert.dataset.landmarks import FaceLandmarker
     from convert.dataset.synth import draw_mask, load_templates
     from edge.detector import create_detector
-    from edge.landmarks import FaceLandmarker
 
     image = astronaut()
     face = create_detector("blazeface_short").detect(image)[0]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_edge_helpers import REPO, assert_clean_failure, masknet, write_config
+from helpers import REPO, assert_clean_failure, masknet, write_config
 
 from edge.config import (
     DEFAULT_CONFIG_PATH,
@@ -72,6 +72,8 @@ def test_file_values_override_defaults_and_ints_become_floats(tmp_path: Path) ->
         ('[indicators]\npins = "real"\n', "'indicators.pins' must be \"auto\", \"gpio\" or \"mock\""),
         ("[indicators.amber_blink]\nmask_over_chin = [0.1]\n", "'indicators.amber_blink.mask_over_chin'"),
         ("camera = 3\n", "'camera' must be a table"),
+        ('[classifier]\nalign = "yes"\n', "'classifier.align' must be \"auto\", true or false, got 'yes'"),
+        ("[classifier]\nalign = 1\n", "'classifier.align' must be a string, got an integer 1"),
         ("[camera\n", "config.toml: not valid TOML"),
     ],
 )
@@ -81,6 +83,13 @@ def test_bad_config_is_refused_naming_the_key(tmp_path: Path, text: str, message
         load_config(path)
     assert message in str(info.value).replace(str(tmp_path) + "/", "")
     assert "\n" not in str(info.value)
+
+
+def test_classifier_align_is_auto_unless_set(tmp_path: Path) -> None:
+    assert load_config().classifier.align == "auto"  # the crop the manifest records
+    for value in (True, False):
+        path = write_config(tmp_path / "config.toml", f"[classifier]\nalign = {str(value).lower()}\n")
+        assert load_config(path).classifier.align is value
 
 
 def test_missing_config_file_is_named(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def test_one_json_line_per_event_with_every_field(tmp_path: Path) -> None:
     log.write(event(MASK_INCORRECT, sub=MASK_OVER_CHIN))
     log.close()
     (rec,) = read_lines(tmp_path / "events.jsonl")
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{4}-1", rec.pop("id"))  # run start, tag, sequence
     assert rec == {
         "timestamp": "2026-09-21T14:13:20.500+00:00",
         "track_id": 1,
@@ -130,3 +132,17 @@ def test_a_full_disk_loses_events_with_a_warning_but_does_not_stop_the_run(caplo
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1  # rate-limited
     assert "event log /dev/full: cannot write" in warnings[0]
+
+
+def test_event_ids_are_unique_in_order_and_listeners_get_every_record(tmp_path: Path) -> None:
+    log = EventLog(str(tmp_path / "events.jsonl"))
+    heard: list[dict[str, object]] = []
+    log.on_event.append(heard.append)
+    for i in range(3):
+        log.write(event(track_id=i + 1))
+    log.close()
+    lines = read_lines(tmp_path / "events.jsonl")
+    assert heard == lines
+    ids = [rec["id"] for rec in lines]
+    assert [i.rsplit("-", 1)[1] for i in ids] == ["1", "2", "3"]
+    assert len({i.rsplit("-", 1)[0] for i in ids}) == 1  # one run

@@ -2,15 +2,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from edge.cascade import Verdict
-from edge.classes import MASK, MASK_INCORRECT, MASK_OVER_CHIN, MASK_OVER_MOUTH_CHIN, NO_MASK
+from edge.classes import (
+    MASK,
+    MASK_INCORRECT,
+    MASK_OVER_CHIN,
+    MASK_OVER_MOUTH_CHIN,
+    NO_MASK,
+    Verdict,
+)
 from edge.config import IndicatorsConfig, load_config
 from edge.errors import HardwareError
-from edge.indicators import IDLE, Indicators, is_raspberry_pi, mock_pin_factory
+from edge.indicators import IDLE, Indicators, mock_pin_factory
 
 GREEN, AMBER, RED, BUZZER = 17, 27, 22, 23
 
@@ -137,12 +142,3 @@ def test_pin_already_in_use_is_a_one_line_hardware_error() -> None:
 def test_two_outputs_on_one_pin_name_both_settings() -> None:
     with pytest.raises(HardwareError, match="indicators.red_pin: GPIO17 is already in use by indicators.green_pin"):
         Indicators(config(red_pin=GREEN), echo=None)
-
-
-def test_is_raspberry_pi_reads_the_device_tree(tmp_path: Path) -> None:
-    model = tmp_path / "model"
-    model.write_text("Raspberry Pi 4 Model B Rev 1.4\x00")
-    assert is_raspberry_pi(model)
-    model.write_text("QEMU Virtual Machine")
-    assert not is_raspberry_pi(model)
-    assert not is_raspberry_pi(tmp_path / "absent")

@@ -7,8 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.cascade import Verdict
-from edge.classes import MASK, NO_MASK
+from edge.classes import MASK, NO_MASK, Verdict
 from edge.config import load_config
 from edge.detector import Face
 from edge.errors import ConfigError

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_edge_helpers import (
+from helpers import (
     REPO,
     assert_clean_failure,
     astronaut,
@@ -122,14 +122,14 @@ def test_truncated_classifier_is_refused(workdir: Path, models: Path) -> None:
 
 
 def test_truncated_model_with_a_matching_checksum_is_refused(workdir: Path, models: Path) -> None:
-    from edge.manifest import write_manifest
+    from edge.manifest import load_manifest, write_manifest
 
     broken = workdir / "models"
     shutil.copytree(models, broken, ignore=shutil.ignore_patterns("*.md", "face_*"))
-    manifest = json.loads((broken / "manifest.json").read_text())
-    model = broken / manifest["models"]["imasknet"]["file"]
+    manifest = load_manifest(broken, verify=False)
+    model = manifest.models["imasknet"].path
     model.write_bytes(model.read_bytes()[:2000])
-    write_manifest(broken, manifest["pipeline"], manifest["models"])  # re-hash the broken bytes
+    write_manifest(broken, manifest.classifiers, manifest.models, manifest.crop)  # re-hash the broken bytes
     proc = run(workdir, broken, "--source", "frames", "--pins", "mock")
     assert_clean_failure(proc, 2, str(model), "not a valid TFLite model")
 
@@ -289,10 +289,31 @@ def test_headless_preview_writes_latest_jpeg(workdir: Path, models: Path) -> Non
 
 
 def test_real_pins_off_a_pi_are_one_line(tmp_path: Path) -> None:
-    from edge.indicators import is_raspberry_pi
+    from edge.device import is_raspberry_pi
 
     if is_raspberry_pi():
         pytest.skip("on a Raspberry Pi real pins work")
     proc = masknet("run", "--test-outputs", "--pins", "gpio", cwd=tmp_path)
     assert_clean_failure(proc, 2, "no GPIO library found", "--pins mock")
     assert "Warning" not in proc.stderr
+
+
+def test_models_cut_otherwise_than_the_config_says_are_refused(workdir: Path, models: Path) -> None:
+    """The manifest records the crop the models were trained on; a run config's classifier.align
+    that contradicts it is refused in one line before a camera or pin is touched."""
+    from dataclasses import replace
+
+    from edge.manifest import load_manifest, write_manifest
+
+    aligned = workdir / "models"
+    shutil.copytree(models, aligned, ignore=shutil.ignore_patterns("*.md", "face_*"))
+    manifest = load_manifest(aligned)
+    write_manifest(aligned, manifest.classifiers, manifest.models, replace(manifest.crop, align=True))
+    write_config(workdir / "config.toml", CONFIG + "[classifier]\nalign = false\n")
+    visits_folder(workdir / "frames", people=1)
+    proc = run(workdir, aligned, "--source", "frames", "--pins", "mock")
+    assert_clean_failure(proc, 2, "classifier.align = false disagrees with", str(aligned / "manifest.json"))
+    # "auto" (the default) follows the manifest
+    write_config(workdir / "config.toml", CONFIG)
+    proc = run(workdir, aligned, "--source", "frames", "--pins", "mock")
+    assert proc.returncode == 0, proc.stderr

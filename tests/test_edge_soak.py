@@ -18,12 +18,13 @@ from pathlib import Path
 
 import cv2
 import pytest
-from test_edge_helpers import astronaut, blank, classifier_models, need_detector, write_images
+from helpers import astronaut, blank, classifier_models, need_detector, write_images
 
+from edge.commands.run import frame_loop
 from edge.config import load_config
 from edge.events import EventLog
 from edge.indicators import Indicators
-from edge.run_cmd import build_pipeline, frame_loop
+from edge.pipeline import build_pipeline
 from edge.sources import FolderSource, ReopeningSource
 
 FRAMES = int(os.environ.get("MASKNET_SOAK_FRAMES", "20000"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_edge_helpers import write_images
+from helpers import write_images
 
 from edge.config import load_config
 from edge.errors import SourceError

@@ -5,10 +5,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edge.cascade import Verdict
-from edge.classes import MASK, MASK_INCORRECT, MASK_OVER_CHIN, MASK_OVER_NOSE_MOUTH, NO_MASK
+from edge.boxes import iou_matrix
+from edge.classes import (
+    MASK,
+    MASK_INCORRECT,
+    MASK_OVER_CHIN,
+    MASK_OVER_NOSE_MOUTH,
+    NO_MASK,
+    Verdict,
+)
 from edge.config import load_config
-from edge.detector import iou_matrix
 from edge.tracker import Tracker
 
 BOX = (100.0, 100.0, 200.0, 200.0)

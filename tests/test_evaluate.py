@@ -12,6 +12,7 @@ import pytest
 from convert import evaluate as ev
 from convert.metrics import classification_report
 from edge.classes import MASKNET_CLASSES, SUBTYPES
+from edge.crop import CropSpec
 from edge.errors import MasknetError
 from edge.manifest import ModelSpec, write_manifest
 
@@ -51,16 +52,16 @@ def fake_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         (models / f"{task}_int8.tflite").write_bytes(task.encode())
         specs[task] = ModelSpec(name=task, path=models / f"{task}_int8.tflite", sha256="", task=task,
                                 classes=classes, input_size=32)
-    write_manifest(models, "cascade", specs)
+    write_manifest(models, "cascade", specs, CropSpec())
     tables: dict[str, dict[str, str]] = {"masknet": {}, "imasknet": {}}
     monkeypatch.setattr(ev, "Classifier", lambda spec, n, path: _ByName(spec, tables[spec.task]))
-    real_read = ev._read_rgb
+    real_read = ev.load_rgb
 
     def read(path: Path):
         _CURRENT["name"] = path.name
         return real_read(path)
 
-    monkeypatch.setattr(ev, "_read_rgb", read)
+    monkeypatch.setattr(ev, "load_rgb", read)
     return models, tables
 
 

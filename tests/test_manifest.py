@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from edge.classes import MASKNET_CLASSES, SUBTYPES
-from edge.errors import ModelError
+from edge.crop import CropSpec
+from edge.errors import ConfigError, ModelError
 from edge.manifest import FeatureSpec, ModelSpec, load_manifest, write_manifest
 
 
@@ -38,6 +39,8 @@ def _spec(models: Path, name: str, classes: tuple[str, ...], payload: bytes) -> 
 
 FEATURES = FeatureSpec(layer="block_12_add", shape=(10, 10, 96), dtype="uint8", scale=0.21,
                        zero_point=140, trunk_sha256="b" * 64)
+# not the defaults, so that a reader falling back to them is caught
+CROP = CropSpec(size=192, margin=0.4, align=True)
 
 
 @pytest.fixture()
@@ -46,13 +49,13 @@ def models_dir(tmp_path: Path) -> Path:
     mask = dataclasses.replace(_spec(tmp_path, "masknet", MASKNET_CLASSES, b"masknet bytes"), features=FEATURES)
     imask = dataclasses.replace(_spec(tmp_path, "imasknet", SUBTYPES[::-1], b"imasknet bytes"),
                                 features_of="masknet", input_features=FEATURES)
-    write_manifest(tmp_path, "cascade", {"masknet": mask, "imasknet": imask})
+    write_manifest(tmp_path, "cascade", {"masknet": mask, "imasknet": imask}, CROP)
     return tmp_path
 
 
 def test_round_trip_keeps_every_field(models_dir: Path) -> None:
     m = load_manifest(models_dir)
-    assert m.pipeline == "cascade"
+    assert m.classifiers == "cascade" and m.crop == CROP
     assert set(m.models) == {"masknet", "imasknet"}
     mask = m.models["masknet"]
     assert mask.path == (models_dir / "masknet_int8.tflite").resolve()
@@ -64,12 +67,12 @@ def test_round_trip_keeps_every_field(models_dir: Path) -> None:
     assert mask.metrics == {"int8": {"accuracy": 0.98}}
     # class order is the model's output order, so it must survive as written
     assert m.models["imasknet"].classes == SUBTYPES[::-1]
-    assert [s.task for s in m.pipeline_models] == ["masknet", "imasknet"]
-    assert m.version == 2 and mask.features == FEATURES and mask.features_of is None
+    assert [s.task for s in m.classifier_models] == ["masknet", "imasknet"]
+    assert m.version == 3 and mask.features == FEATURES and mask.features_of is None
     assert m.models["imasknet"].features_of == "masknet" and m.models["imasknet"].input_features == FEATURES
     # writing what was read gives the same file
     before = (models_dir / "manifest.json").read_text()
-    write_manifest(models_dir, m.pipeline, m.models)
+    write_manifest(models_dir, m.classifiers, m.models, m.crop)
     assert (models_dir / "manifest.json").read_text() == before
 
 
@@ -78,7 +81,7 @@ def test_tampered_model_is_refused_naming_the_file(models_dir: Path) -> None:
     with pytest.raises(ModelError, match=r"imasknet_int8\.tflite.*sha256"):
         load_manifest(models_dir)
     # without verification the manifest itself is still readable (e.g. for `masknet doctor`)
-    assert load_manifest(models_dir, verify=False).pipeline == "cascade"
+    assert load_manifest(models_dir, verify=False).classifiers == "cascade"
 
 
 def test_missing_model_file_is_refused(models_dir: Path) -> None:
@@ -96,7 +99,11 @@ def test_missing_manifest_names_the_path(tmp_path: Path) -> None:
     ("edit", "message"),
     [
         (lambda d: d.update(version=99), "version 99"),
-        (lambda d: d.update(pipeline="fiveclass"), "needs model"),
+        (lambda d: d.update(classifiers="fiveclass"), "needs model"),
+        (lambda d: d.update(classifiers="pipeline"), "classifiers 'pipeline' is not one of"),
+        (lambda d: d.pop("crop"), "missing 'crop'"),
+        (lambda d: d["crop"].update(margin="wide"), "crop margin"),
+        (lambda d: d["crop"].pop("align"), "size, margin and align"),
         (lambda d: d["models"]["masknet"].update(classes=["mask", "no_mask"]), "classes"),
         (lambda d: d["models"]["masknet"]["input"].update(size="160"), "input.size"),
         (lambda d: d["models"]["masknet"].update(file="../elsewhere.tflite"), "inside the models folder"),
@@ -107,7 +114,7 @@ def test_missing_manifest_names_the_path(tmp_path: Path) -> None:
         (lambda d: d["models"]["masknet"].pop("features"), "does not describe"),
         (lambda d: d["models"]["imasknet"]["input"].update(features_of="fiveclass"), "models.fiveclass"),
         (lambda d: d["models"]["imasknet"]["input"].update(shape=[10, 0, 96]), "positive integers"),
-        (lambda d: d.update(version=1), "needs manifest version 2"),
+        (lambda d: d.update(version=1, pipeline=d.pop("classifiers")), "needs manifest version 2"),
     ],
 )
 def test_invalid_manifest_is_a_one_line_model_error(models_dir: Path, edit, message: str) -> None:
@@ -120,17 +127,43 @@ def test_invalid_manifest_is_a_one_line_model_error(models_dir: Path, edit, mess
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
+def _as_old_version(path: Path, version: int) -> None:
+    """Rewrite a version-3 manifest as ``version`` wrote it: "pipeline", no crop."""
+    data = json.loads(path.read_text())
+    del data["crop"]
+    data = {"version": version, "pipeline": data["classifiers"], "models": data["models"]}
+    path.write_text(json.dumps(data))
+
+
 def test_version_1_manifest_without_shared_features_still_loads(tmp_path: Path) -> None:
     write_manifest(tmp_path, "cascade", {"masknet": _spec(tmp_path, "masknet", MASKNET_CLASSES, b"m"),
-                                         "imasknet": _spec(tmp_path, "imasknet", SUBTYPES, b"i")})
-    path = tmp_path / "manifest.json"
-    path.write_text(path.read_text().replace('"version": 2', '"version": 1'))
+                                         "imasknet": _spec(tmp_path, "imasknet", SUBTYPES, b"i")}, CROP)
+    _as_old_version(tmp_path / "manifest.json", 1)
     m = load_manifest(tmp_path)
     assert m.version == 1 and m.models["imasknet"].features_of is None
+    assert m.classifiers == "cascade" and m.crop == CropSpec()
+
+
+def test_version_2_manifest_reads_as_the_crop_of_its_day(models_dir: Path) -> None:
+    _as_old_version(models_dir / "manifest.json", 2)
+    m = load_manifest(models_dir)
+    assert m.version == 2 and m.classifiers == "cascade"
+    assert m.crop == CropSpec(224, 0.25, False)
+    # it records no crop: the run config's align decides, as it did before the crop was recorded
+    assert m.crop_for("auto") == CropSpec(224, 0.25, False)
+    assert m.crop_for(True) == CropSpec(224, 0.25, True)
+
+
+def test_run_config_align_is_checked_against_the_recorded_crop(models_dir: Path) -> None:
+    m = load_manifest(models_dir)
+    assert m.crop_for("auto") == CROP and m.crop_for(True) == CROP
+    with pytest.raises(ConfigError, match="classifier.align = false disagrees with") as info:
+        m.crop_for(False)
+    assert "\n" not in str(info.value) and str(models_dir / "manifest.json") in str(info.value)
 
 
 def test_broken_json_is_reported_with_its_line(models_dir: Path) -> None:
-    (models_dir / "manifest.json").write_text('{"version": 1,\n "pipeline": }')
+    (models_dir / "manifest.json").write_text('{"version": 3,\n "classifiers": }')
     with pytest.raises(ModelError, match="line 2"):
         load_manifest(models_dir)
 
@@ -146,7 +179,7 @@ def test_tiny_models_run_with_their_manifest(tmp_path: Path) -> None:
     manifest_path = build_tiny_models(tmp_path, input_size=32, seed=1, fiveclass=True)
     m = load_manifest(manifest_path.parent)
     assert set(m.models) == {"masknet", "imasknet", "fiveclass"}
-    assert m.version == 2 and m.models["imasknet"].features_of == "masknet"
+    assert m.version == 3 and m.models["imasknet"].features_of == "masknet"
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     nets = {name: Classifier(spec, None, m.path) for name, spec in m.models.items()}
     assert nets["masknet"].model.input_shape == (1, 32, 32, 3)

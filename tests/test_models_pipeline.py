@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from convert.model import load_config
+from edge.crop import CropSpec
 from edge.errors import ConfigError, MasknetError
 
 pytestmark = pytest.mark.convert
@@ -24,13 +25,30 @@ head = "{head}"
 dropout = 0.2
 dense_units = 32
 [train]
-epochs = 4
+# enough small steps that every seed tried (0-3) reaches the three classes on any CPU, with a margin
+# that int8 rounding does not flip: at 4
+# epochs of 1e-3 seed 0 collapsed to one class (0.02 s an epoch once compiled: steps are cheap)
+epochs = 20
 batch_size = 4
-learning_rate = 1e-3
+learning_rate = 3e-4
+patience = 20
 cache_at = "block_12_add"
 [augment]
 views = 2
 """
+
+
+def _agreement(float_probs: np.ndarray, int8_pred: np.ndarray) -> float:
+    """Share of images where int8 picks float's class, among those float is sure of.
+
+    A random-weight trunk amplifies small differences, so where float's two best classes are
+    within 0.15 of each other int8 rounding may legitimately swap them; those images say nothing
+    about the export. Most images must be clear-cut for the figure to mean anything.
+    """
+    top2 = np.sort(float_probs, axis=1)[:, -2:]
+    sure = (top2[:, 1] - top2[:, 0]) >= 0.15
+    assert sure.mean() >= 0.6, f"float model unsure on {int((~sure).sum())} of {len(sure)} images"
+    return float((float_probs.argmax(1)[sure] == int8_pred[sure]).mean())
 
 
 def _config(tmp_path: Path, task: str = "masknet", head: str = "dense") -> Path:
@@ -60,7 +78,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_training_writes_a_resumable_run(trained: dict[str, Path]) -> None:
     run = trained["runs"] / "masknet"
     state = json.loads((run / "state.json").read_text())
-    assert state["epoch"] == 4 and len(state["history"]) == 4
+    assert state["epoch"] == 20 and len(state["history"]) == 20
     assert all(np.isfinite(h["train_loss"]) for h in state["history"])
     for name in ("best.weights.h5", "last.weights.h5", "last.optimizer.npz", "model.keras", "summary.json"):
         assert (run / name).is_file(), name
@@ -78,11 +96,11 @@ def test_resume_continues_from_the_last_epoch(trained: dict[str, Path], tmp_path
 
     run = tmp_path / "masknet"
     shutil.copytree(trained["runs"] / "masknet", run)
-    cfg = load_config(_config(tmp_path), {"train.epochs": 5})
+    cfg = load_config(_config(tmp_path), {"train.epochs": 21})
     lines: list[str] = []
     train(cfg, trained["data"], run, trained["runs"] / "cache", log=lines.append)
-    assert any("resuming after epoch 4" in line for line in lines)
-    assert json.loads((run / "state.json").read_text())["epoch"] == 5
+    assert any("resuming after epoch 20" in line for line in lines)
+    assert json.loads((run / "state.json").read_text())["epoch"] == 21
 
 
 @pytest.mark.slow
@@ -99,12 +117,15 @@ def test_int8_model_takes_uint8_and_agrees_with_float(trained: dict[str, Path]) 
     model = keras.models.load_model(run / "model.keras", compile=False)
     images = sorted((trained["data"] / "test").glob("*/*.jpg"))
     x = np.stack([model_input(p, 48, None, None) for p in images])
-    float_pred = np.asarray(model(x.astype(np.float32), training=False)).argmax(1)
+    float_probs = np.asarray(model(x.astype(np.float32), training=False))
+    float_pred = float_probs.argmax(1)
     # Mask-net also outputs its trunk features (for I-Mask-net): take the (1, classes) output
     int8_pred = np.array([next(y for y in lite.run(img) if y.shape == (1, 3)).argmax() for img in x])
-    assert (float_pred == int8_pred).mean() >= 0.8
-    # the float model must not be constant, or agreement would prove nothing
-    assert len(set(float_pred.tolist())) > 1
+    assert _agreement(float_probs, int8_pred) >= 0.9
+    # the float model must have learnt the classes, or agreement would prove nothing
+    truth = np.array([("mask", "mask_incorrect", "no_mask").index(
+        p.parent.name if p.parent.name in ("mask", "no_mask") else "mask_incorrect") for p in images])
+    assert len(set(float_pred.tolist())) == 3 and (float_pred == truth).mean() >= 0.8
 
 
 @pytest.mark.slow
@@ -129,13 +150,14 @@ def test_imasknet_on_masknet_features_agrees_with_the_whole_float_model(
     model = keras.models.load_model(trained["runs"] / "imasknet" / "model.keras", compile=False)
     images = sorted(p for c in spec.classes for p in (trained["data"] / "test" / c).glob("*.jpg"))
     x = np.stack([model_input(p, 48, None, None) for p in images])
-    float_pred = np.asarray(model(x.astype(np.float32), training=False)).argmax(1)
+    float_probs = np.asarray(model(x.astype(np.float32), training=False))
     int8_pred = []
     for img in x:
         first(img)
         int8_pred.append(spec.classes.index(second(first.features(raw=True))[0]))
-    assert (float_pred == np.array(int8_pred)).mean() >= 0.8
-    assert len(set(float_pred.tolist())) > 1
+    assert _agreement(float_probs, np.array(int8_pred)) >= 0.9
+    truth = np.repeat(np.arange(3), 6)  # 6 test images per sub-type, in spec.classes order
+    assert len(set(float_probs.argmax(1).tolist())) == 3 and (float_probs.argmax(1) == truth).mean() >= 0.8
 
 
 @pytest.mark.slow
@@ -189,10 +211,12 @@ def test_export_ships_the_cascade_with_manifest_and_report(trained: dict[str, Pa
                               "--latency-json", str(tmp_path / "no_sweep.json")])
     assert export.run(args) == 0
     m = load_manifest(out)
-    assert m.pipeline == "cascade" and set(m.models) == {"masknet", "imasknet"}
+    assert m.classifiers == "cascade" and set(m.models) == {"masknet", "imasknet"}
     spec = m.models["masknet"]
     assert spec.input_dtype == "uint8" and spec.input_size == 48 and spec.trainable_layers == 23
-    assert m.version == 2 and m.models["imasknet"].features_of == "masknet"
+    assert m.version == 3 and m.models["imasknet"].features_of == "masknet"
+    # the generated data set records no crop: the runs and the manifest say the default one
+    assert m.crop == CropSpec()
     assert spec.dataset_sha256 and spec.calibration_sha256
     for kind in ("float", "int8"):
         assert spec.metrics[kind]["test"]["n"] == 36

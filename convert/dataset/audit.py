@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.boxes import iou
 from edge.classes import ALL_CLASSES
-from edge.detector import iou
 from edge.errors import ConfigError
 
 AUDIT_COLUMNS = ("file", "x0", "y0", "x1", "y1", "label", "reason")

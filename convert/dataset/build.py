@@ -26,11 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from convert.dataset.landmarks import FaceLandmarker
 from edge.classes import ALL_CLASSES, MASK, MASKNET_CLASSES, NO_MASK, SUBTYPES, masknet_label
-from edge.crop import CROP_MARGIN, crop_face
+from edge.crop import CROP_MARGIN, CropSpec
 from edge.detector import BlazeFaceDetector, Face
 from edge.errors import ConfigError
-from edge.landmarks import FaceLandmarker
 
 from .audit import FaceAudit, load_audit
 from .faces import FoundFace, best_match, choose_faces, detect
@@ -137,7 +137,11 @@ class Builder:
         self.out = out
         self.progress = progress
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.margin = CROP_MARGIN if recipe.margin is None else recipe.margin
+        try:
+            # the contract every later stage reads back (dataset.json -> summary.json -> manifest)
+            self.crop = CropSpec(recipe.size, CROP_MARGIN if recipe.margin is None else recipe.margin, recipe.align)
+        except ValueError as exc:
+            raise ConfigError(f"{recipe.path or 'recipe'} [crop]: {exc}") from None
         self.report = Report()
         self.records: list[Record] = []
         self.bases: list[BaseFace] = []
@@ -191,7 +195,7 @@ class Builder:
         self.records.append(record)
 
     def _crop(self, image: np.ndarray, face: Face) -> np.ndarray:
-        return crop_face(image, face.box, self.recipe.size, self.margin, face.keypoints, self.recipe.align)
+        return self.crop.cut(image, face.box, face.keypoints)
 
     # -- pass 1 --
     def process(self, item: SourceItem, spec: SourceSpec, staging: Path) -> None:
@@ -202,7 +206,7 @@ class Builder:
         if image is None:
             skipped["unreadable image"] += 1
             return
-        found = choose_faces(image, self.detector, spec, self.recipe.pad, skipped, self.margin)
+        found = choose_faces(image, self.detector, spec, self.recipe.pad, skipped, self.crop.margin)
         labels = [item.label] * len(found)
         audit = self.audits.get(spec.name)
         if audit is not None:
@@ -409,7 +413,7 @@ class Builder:
         return {
             "format": "masknet-dataset/1",
             "root": ".",
-            "crop": {"size": recipe.size, "margin": self.margin, "align": recipe.align, "jpeg_quality": recipe.jpeg_quality,
+            "crop": {**self.crop.to_json(), "jpeg_quality": recipe.jpeg_quality,
                      "function": "edge.crop.crop_face"},
             "classes": list(ALL_CLASSES),
             "splits": list(SPLITS),

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.boxes import iou
 from edge.crop import CROP_MARGIN, pad_image
-from edge.detector import Face, FaceDetector, iou
+from edge.detector import Face, FaceDetector
 
 from .recipe import SourceSpec
 

@@ -24,13 +24,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from convert.dataset.landmarks import (
+    CHIN,
+    FACE_OVAL,
+    LOWER_LIP,
+    NOSE_BRIDGE,
+    NOSE_TIP,
+    UPPER_LIP,
+    Landmarks,
+)
 from edge.errors import ConfigError
-from edge.landmarks import CHIN, FACE_OVAL, LOWER_LIP, NOSE_BRIDGE, NOSE_TIP, UPPER_LIP, Landmarks
 
 from .recipe import RECOLOUR_STYLES, WEARING_STATES
 from .recolour import recolour_template
 
-# Mesh points used here beyond edge.landmarks' names.
+# Mesh points used here beyond convert.dataset.landmarks' names.
 BRIDGE_TOP = NOSE_BRIDGE[0]  # 168, between the eyes: origin of the face frame
 BRIDGE_MID = NOSE_BRIDGE[2]  # 197, where a worn mask's top edge sits
 SUBNASALE = 2  # where the nose meets the upper lip

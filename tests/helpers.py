@@ -1,4 +1,4 @@
-"""Shared helpers of the edge runtime tests (imported by the other test_edge_* modules)."""
+"""Shared helpers of the tests (models, test images, running `masknet` in a subprocess); no tests here."""
 
 from __future__ import annotations
 

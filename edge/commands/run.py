@@ -13,11 +13,10 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from edge.config import Config, load_config
+from edge.config import load_config, secret_warnings
 
 log = logging.getLogger("edge.run")
 
@@ -83,38 +82,6 @@ def _setup_logging() -> None:
     root.propagate = False
 
 
-def build_pipeline(cfg: Config, indicators: Any = None, events: Any = None, timer: Any = None) -> Any:
-    """Detector, cascade and tracker from the config: the door's pipeline, also used by bench."""
-    from edge.cascade import Cascade
-    from edge.detector import create_detector
-    from edge.manifest import load_manifest
-    from edge.paths import models_dir
-    from edge.pipeline import Pipeline
-    from edge.timing import NULL_TIMER
-    from edge.tracker import Tracker
-
-    mdir = Path(cfg.classifier.models_dir).expanduser() if cfg.classifier.models_dir else models_dir()
-    cascade = Cascade(load_manifest(mdir, verify=True), num_threads=cfg.runtime.threads, align=cfg.classifier.align)
-    options: dict[str, Any] = {
-        "score_threshold": cfg.detector.score_threshold,
-        "nms_iou": cfg.detector.nms_iou,
-        "min_face_size": cfg.detector.min_face_size,
-        "num_threads": cfg.runtime.threads,
-    }
-    if cfg.detector.model:
-        options["model_path"] = Path(cfg.detector.model).expanduser()
-    detector = create_detector(cfg.detector.name, **options)
-    return Pipeline(
-        detector,
-        cascade,
-        Tracker(cfg.tracker),
-        indicators=indicators,
-        events=events,
-        timer=timer or NULL_TIMER,
-        hold_seconds=cfg.indicators.hold_seconds,
-    )
-
-
 def frame_loop(
     source: Any,
     pipeline: Any,
@@ -168,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames}")
     _setup_logging()
+    for line in secret_warnings(cfg, args.config):
+        log.warning("%s", line)
 
     from edge.indicators import Indicators
 
@@ -178,14 +147,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from edge.events import EventLog
+    from edge.pipeline import Pipeline, build_pipeline, load_models
     from edge.preview import Preview
     from edge.sources import ReopeningSource, make_source
     from edge.timing import StageTimer
 
     # models first: a broken model is reported before any pin or camera is touched
-    pipeline = build_pipeline(cfg, timer=StageTimer(capacity=256))
+    timer = StageTimer(capacity=256)
+    models = load_models(cfg, timer)
     stop = _Stop()
-    indicators = source = events = preview = None
+    indicators = source = events = preview = mqtt = None
+    pipeline: Pipeline | None = None
     outcome = "stopped by an error"
     started = time.monotonic()
     try:
@@ -202,27 +174,33 @@ def run(args: argparse.Namespace) -> int:
             cfg.events.crops_dir, cfg.events.max_crops,
         )
         preview = Preview(cfg.preview) if cfg.preview.enabled else None
-        pipeline.indicators = indicators
-        pipeline.events = events
+        pipeline = build_pipeline(cfg, indicators, events, timer, models)
+        if cfg.mqtt.enabled:  # only then is anything of MQTT (paho) imported
+            from edge.mqtt import attach
+
+            mqtt = attach(cfg, pipeline, source, events)
         log.info(
             "running: %s, %s pipeline, %s pins, events to %s",
-            source.description, pipeline.cascade.pipeline, indicators.mode,
+            source.description, pipeline.cascade.classifiers, indicators.mode,
             "stdout" if cfg.events.output == "-" else cfg.events.output,
         )
         stop.install()
-        frame_loop(source, pipeline, args.max_frames, lambda: stop.signal is not None, preview)
+        frame_loop(
+            source, pipeline, args.max_frames, lambda: stop.signal is not None, preview,
+            on_frame=None if mqtt is None else mqtt.on_frame,
+        )
         outcome = {signal.SIGTERM: "stopped by SIGTERM", signal.SIGINT: "stopped by SIGINT"}.get(
             stop.signal, "done"  # type: ignore[arg-type]
         )
     finally:
         stop.restore()
         # outputs off first: whatever went wrong, the door must not stay red
-        for closer in (indicators, source, events, preview):
+        for closer in (indicators, source, events, preview, mqtt):
             if closer is not None:
                 try:
                     closer.close()
                 except Exception as exc:  # keep closing the rest
                     log.warning("while shutting down: %s", exc)
-        if pipeline.frames:
+        if pipeline is not None and pipeline.frames:
             _summary(outcome, source, pipeline, started)
     return 130 if stop.signal == signal.SIGINT else 0

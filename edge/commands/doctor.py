@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import __version__
+from edge.device import device_model, is_raspberry_pi
 from edge.errors import MasknetError
 from edge.paths import (
     DETECTOR_MODEL,
@@ -37,9 +38,6 @@ OK = "ok"
 WARN = "warn"  # worth knowing, does not stop `masknet run`
 FAIL = "FAIL"  # `masknet run` would not work
 MISSING = "missing"  # not an error: e.g. trained models before they are exported
-
-DEVICE_MODEL_FILE = Path("/proc/device-tree/model")
-
 
 @dataclass
 class Report:
@@ -60,18 +58,6 @@ class Report:
             last = section
             out.append(f"{head:<9} {status:<8} {text}")
         return "\n".join(out)
-
-
-def device_model(path: Path = DEVICE_MODEL_FILE) -> str:
-    """The board name from the device tree ('' when there is none, i.e. not a single-board computer)."""
-    try:
-        return path.read_bytes().replace(b"\0", b"").decode("utf-8", "replace").strip()
-    except OSError:
-        return ""
-
-
-def is_raspberry_pi(path: Path = DEVICE_MODEL_FILE) -> bool:
-    return "Raspberry Pi" in device_model(path)
 
 
 def _dist_version(dist: str) -> str:
@@ -160,7 +146,9 @@ def check_trained(report: Report, folder: Path) -> None:
     except MasknetError as exc:
         report.add("models", FAIL, str(exc))
         return
-    used = {spec.name for spec in manifest.pipeline_models}
+    recorded = "" if manifest.version >= 3 else f" (version {manifest.version} manifest records none: the defaults)"
+    report.add("models", OK, f"face crop: {manifest.crop.describe()}{recorded}")
+    used = {spec.name for spec in manifest.classifier_models}
     for spec in manifest.models.values():
         try:
             verify_model(spec)
@@ -168,7 +156,7 @@ def check_trained(report: Report, folder: Path) -> None:
             # a model the chosen pipeline never loads cannot stop `masknet run`
             report.add("models", FAIL if spec.name in used else WARN, str(exc))
             continue
-        role = f"{manifest.pipeline} pipeline" if spec.name in used else "not used by the pipeline"
+        role = f"{manifest.classifiers} pipeline" if spec.name in used else "not used by the pipeline"
         if spec.input_features is not None:
             f = spec.input_features
             takes = f"reads {spec.features_of}'s {f.layer} features ({'x'.join(map(str, f.shape))} {f.dtype})"
