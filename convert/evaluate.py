@@ -45,8 +45,9 @@ from edge.errors import MasknetError
 from edge.manifest import load_manifest
 
 
-def list_images(data_dir: Path, origin: str | None = None) -> list[tuple[Path, str]]:
-    """(image, class id) for every image in DATA_DIR/<class_id>/, optionally of one origin only."""
+def list_images(data_dir: Path, origin: str | None = None, source: str | None = None) -> list[tuple[Path, str]]:
+    """(image, class id) for every image in DATA_DIR/<class_id>/, optionally of one origin and/or
+    one data-set source (index.csv's `source` column: real, diverse, rwmfd, ...) only."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise MasknetError(f"{data_dir}: evaluation folder not found")
@@ -58,11 +59,12 @@ def list_images(data_dir: Path, origin: str | None = None) -> list[tuple[Path, s
         items += [(f.resolve(), sub.name) for f in sorted(sub.iterdir()) if f.suffix.lower() in IMAGE_EXTS]
     if not items:
         raise MasknetError(f"{data_dir}: no images in class folders ({', '.join(ALL_CLASSES)})")
-    if origin is not None:
-        origins = read_origins(data_dir)
-        items = [(p, c) for p, c in items if origins.get(p) == origin]
-        if not items:
-            raise MasknetError(f"{data_dir}: no images of origin {origin!r} (from index.csv)")
+    for column, wanted in (("origin", origin), ("source", source)):
+        if wanted is not None:
+            values = read_index_column(data_dir, column)
+            items = [(p, c) for p, c in items if values.get(p) == wanted]
+            if not items:
+                raise MasknetError(f"{data_dir}: no images of {column} {wanted!r} (from index.csv)")
     return items
 
 
@@ -75,16 +77,38 @@ def empty_class_folders(data_dir: Path) -> list[str]:
     ]
 
 
-def read_origins(data_dir: Path) -> dict[Path, str]:
-    """image -> origin from the data set's index.csv (in DATA_DIR or the folder above it)."""
+def read_index_column(data_dir: Path, column: str) -> dict[Path, str]:
+    """image -> one column of the data set's index.csv (in DATA_DIR or the folder above it)."""
     for index in (data_dir / "index.csv", data_dir.parent / "index.csv"):
         if index.is_file():
             with open(index, newline="", encoding="utf-8") as f:
                 return {
-                    (Path(r["path"]) if Path(r["path"]).is_absolute() else index.parent / r["path"]).resolve(): r["origin"]
+                    (Path(r["path"]) if Path(r["path"]).is_absolute() else index.parent / r["path"]).resolve(): r.get(column, "")
                     for r in csv.DictReader(f)
                 }
-    raise MasknetError(f"{data_dir}: --origin needs index.csv in this folder or the one above it")
+    raise MasknetError(f"{data_dir}: --{column} needs index.csv in this folder or the one above it")
+
+
+def read_origins(data_dir: Path) -> dict[Path, str]:
+    """image -> origin from the data set's index.csv (in DATA_DIR or the folder above it)."""
+    return read_index_column(data_dir, "origin")
+
+
+def shrink_face(crop: np.ndarray, face_px: int, margin: float | None = None) -> np.ndarray:
+    """The crop as the door would make it of a face `face_px` pixels wide: shrunk to that size
+    (the crop's face is its side / (1 + margin), the crop contract's margin) and blown back up
+    linearly, as crop_face enlarges a small frame region."""
+    import cv2
+
+    from edge.crop import CROP_MARGIN
+
+    margin = CROP_MARGIN if margin is None else margin
+    h, w = crop.shape[:2]
+    side = max(2, round(face_px * (1.0 + margin)))
+    if side >= min(h, w):
+        return crop
+    small = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def largest_face_crop(detector: Any, image: np.ndarray, crop: CropSpec) -> np.ndarray | None:
@@ -107,10 +131,15 @@ def evaluate(
     num_threads: int | None = None,
     origin: str | None = None,
     progress: bool = True,
+    source: str | None = None,
+    face_px: int | None = None,
 ) -> dict[str, Any]:
-    """Run every model of the manifest over DATA_DIR and return the flat metrics dict."""
+    """Run every model of the manifest over DATA_DIR and return the flat metrics dict.
+
+    `face_px`: every crop is first shrunk so its face is that many pixels wide and blown back up
+    (`shrink_face`): how the models fare on faces that far from the camera."""
     manifest = load_manifest(models_dir)
-    items = list_images(data_dir, origin)
+    items = list_images(data_dir, origin, source)
     # models that read another's features run after it, on what its last call exposed
     order = sorted(manifest.models, key=lambda n: manifest.models[n].features_of is not None)
     nets = {name: Classifier(manifest.models[name], num_threads, manifest.path) for name in order}
@@ -145,6 +174,8 @@ def evaluate(
                 no_face += 1
             else:
                 crop = found
+        if face_px is not None:
+            crop = shrink_face(crop, face_px, manifest.crop.margin)
         row = {"label": label}
         for name, net in nets.items():
             if net.takes_features:
@@ -162,6 +193,8 @@ def evaluate(
         "pipeline": manifest.classifiers,
         "detect": detect,
         "origin": origin,
+        "source": source,
+        "face_px": face_px,
         "unreadable": unreadable,
     }
     if detect:
@@ -222,14 +255,68 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detect", action="store_true", help="run the face detector and classify the largest face")
     p.add_argument("--confusion-png", type=Path, default=None, metavar="FILE", help="save the confusion matrices as a PNG")
     p.add_argument("--origin", default=None, help="only images of this origin (real, recoloured, synthetic) per index.csv")
+    p.add_argument("--source", default=None, help="only images of this data-set source (real, diverse, rwmfd, ...) per index.csv")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="LiteRT threads per model (default: runtime's choice)")
+    p.add_argument("--face-px", default=None, metavar="N,N,...",
+                   help="resolution curve: shrink each crop's face to N px and back before the models, for each N "
+                        "(e.g. 24,32,48,64,96,160); prints balanced accuracy and per-class recall per size")
+
+
+def parse_face_px(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise MasknetError(f"--face-px {text!r}: expected pixel sizes separated by commas, e.g. 24,32,48,64,96,160") from None
+    if not sizes or any(not 4 <= v <= 1024 for v in sizes):
+        raise MasknetError(f"--face-px {text!r}: every size must be 4..1024 pixels")
+    return sizes
+
+
+CURVE_LEVELS = ("masknet", "cascade", "imasknet")
+
+
+def resolution_curve(data_dir: Path, models: Path, sizes: list[int], **kwargs: Any) -> dict[str, Any]:
+    """{"sizes": [...], "<size>": evaluate(..., face_px=size)} for every size."""
+    return {"sizes": sizes, **{str(n): evaluate(data_dir, models, face_px=n, **kwargs) for n in sizes}}
+
+
+def curve_table(curve: dict[str, Any], level: str = "masknet") -> str:
+    """One row per face size: balanced accuracy and each class's recall at one scoring level."""
+    rows = [curve[str(n)] for n in curve["sizes"] if f"{level}.accuracy" in curve[str(n)]]
+    if not rows:
+        return ""
+    classes = list(rows[0][f"{level}.per_class"])
+    lines = [f"{level}: face px  balanced acc  " + "  ".join(f"{c[:14]:>14}" for c in classes) + "       n"]
+    for r in rows:
+        per = r[f"{level}.per_class"]
+        recalls = "  ".join(f"{per[c]['recall']:>14.4f}" if per[c]["support"] else f"{'-':>14}" for c in classes)
+        lines.append(f"{r['face_px']:>16}  {r[f'{level}.balanced_accuracy']:>12.4f}  {recalls}  {r[f'{level}.n']:>6}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     from edge.paths import models_dir
 
     models = args.models if args.models is not None else models_dir()
-    result = evaluate(args.data_dir, models, detect=args.detect, num_threads=args.threads, origin=args.origin)
+    if args.face_px:
+        sizes = parse_face_px(args.face_px)
+        curve = resolution_curve(args.data_dir, models, sizes, detect=args.detect, num_threads=args.threads,
+                                 origin=args.origin, source=args.source)
+        first = curve[str(sizes[0])]
+        print(f"{first['n']} images from {args.data_dir} ({', '.join(f'{k} {v}' for k, v in first['counts'].items())})"
+              f"; models {models}; each crop's face shrunk to N px and back")
+        for level in CURVE_LEVELS:
+            table = curve_table(curve, level)
+            if table:
+                print()
+                print(table)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(curve, indent=2) + "\n", encoding="utf-8")
+            print(f"\nwrote {args.json}")
+        return 0
+    result = evaluate(args.data_dir, models, detect=args.detect, num_threads=args.threads, origin=args.origin,
+                      source=args.source)
     print(f"{result['n']} images from {args.data_dir} ({', '.join(f'{k} {v}' for k, v in result['counts'].items())})"
           f"; models {models} ({result['pipeline']})")
     for name in empty_class_folders(args.data_dir):

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from convert.evaluate import TITLES, evaluate, report_of
+from convert.evaluate import TITLES, evaluate, read_index_column, report_of, resolution_curve
 from convert.files import (
     EXPORT_DIR,
     SUMMARY_JSON,
@@ -44,6 +44,7 @@ from edge.manifest import ModelSpec, write_manifest
 
 TASKS = ("masknet", "imasknet", "fiveclass")
 MAX_BYTES = 3_500_000
+CURVE_PX = (24, 32, 48, 64, 96, 160)
 
 
 def _spec(run_dir: Path, task: str, file: Path, kind: str) -> ModelSpec:
@@ -106,6 +107,10 @@ def stage(runs: Path, tasks: list[str], kind: str, dest: Path, crop: CropSpec | 
     return specs
 
 
+def _bal(result: dict[str, Any] | None, prefix: str) -> float | None:
+    return None if not result or f"{prefix}.balanced_accuracy" not in result else float(result[f"{prefix}.balanced_accuracy"])
+
+
 def _brief(result: dict[str, Any], prefix: str) -> dict[str, Any] | None:
     rep = report_of(result, prefix)
     if rep is None:
@@ -160,6 +165,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where --latency-sweep writes / export reads the sweep")
     p.add_argument("--compare-runs", type=Path, nargs="*", default=[], metavar="RUNS",
                    help="other runs folders (e.g. other input sizes) whose validation results the report lists")
+    p.add_argument("--before-evals", type=Path, default=None, metavar="JSON",
+                   help="the shipped models' real-photo evaluations made earlier (real_views 'before'), instead of rerunning them")
+    p.add_argument("--force", action="store_true",
+                   help="replace the models in --out even when they score higher on the real validation photos")
+
+
+def real_views(data: Path, models: Path, kind: str, evals: dict[str, dict[str, Any]], staging: Path) -> None:
+    """The real-photo yardstick of one set of models: val and test real, test real per source,
+    and the resolution curve on the real test photos; results go into ``evals`` as
+    ``<kind>_val_real``, ``<kind>_test_real``, ``<kind>_test_real_<source>``, ``<kind>_curve``."""
+    jobs: list[tuple[str, str, str | None]] = [("val", f"{kind}_val_real", None), ("test", f"{kind}_test_real", None)]
+    origins = read_index_column(data / "test", "origin")
+    sources = sorted({s for p, s in read_index_column(data / "test", "source").items() if origins.get(p) == "real"})
+    jobs += [("test", f"{kind}_test_real_{src}", src) for src in sources]
+    for split, name, source in jobs:
+        if name in evals:
+            continue
+        print(f"evaluating {name} ...", flush=True)
+        try:
+            evals[name] = evaluate(data / split, models, origin="real", source=source, num_threads=2, progress=False)
+        except MasknetError as exc:
+            print(f"  skipped: {exc}")
+            continue
+        (staging / f"eval_{name}.json").write_text(json.dumps(evals[name], indent=2))
+    print(f"resolution curve {kind} ...", flush=True)
+    evals[f"{kind}_curve"] = resolution_curve(data / "test", models, list(CURVE_PX), origin="real", num_threads=2, progress=False)
+    (staging / f"curve_{kind}.json").write_text(json.dumps(evals[f"{kind}_curve"], indent=2))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -192,6 +224,22 @@ def run(args: argparse.Namespace) -> int:
                 continue
             (staging / f"eval_{name}.json").write_text(json.dumps(result, indent=2))
             evals[name] = result
+        real_views(args.data, export_dir(args.runs, kind), kind, evals, staging)
+    # the models shipped until now, on the same real photos: the "before" of the report and the gate
+    if args.before_evals is not None:
+        # the same evaluations made earlier by `convert.export.real_views(..., "before", ...)`
+        evals.update({k: v for k, v in json.loads(args.before_evals.read_text()).items() if k.startswith("before_")})
+    elif (out / "manifest.json").is_file():
+        real_views(args.data, out, "before", evals, staging)
+    refuse = None
+    if "before_val_real" in evals:
+        new_bal = _bal(evals.get("int8_val_real"), "masknet")
+        old_bal = _bal(evals.get("before_val_real"), "masknet")
+        print(f"Mask-net balanced accuracy on the real validation photos: new {new_bal}, shipped {old_bal}")
+        if new_bal is not None and old_bal is not None and new_bal <= old_bal and not args.force:
+            refuse = (f"the new Mask-net ({new_bal:.4f}) does not beat the shipped one ({old_bal:.4f}) on the real "
+                      f"validation photos; {out} is left as it is (staged files, evaluations and REPORT.md in {staging}; "
+                      "--force replaces anyway)")
     # choose by validation only
     pipeline = args.pipeline
     val = evals["int8_val"]
@@ -224,6 +272,10 @@ def run(args: argparse.Namespace) -> int:
                                          for t in args.threads}
     (staging / "latency.json").write_text(json.dumps(latency, indent=2))
 
+    if refuse is not None:
+        report = staging / "REPORT.md"
+        report.write_text(render_report(args, tasks, ship, pipeline, choice_note, evals, latency, staging), encoding="utf-8")
+        raise MasknetError(refuse)
     out.mkdir(parents=True, exist_ok=True)
     specs = {}
     for task in ship:
@@ -305,13 +357,14 @@ def render_report(
     L.append("")
     L.append("## Training runs (picked by validation)")
     L.append("")
-    L.append("| model | input | trainable layers | train images | best epoch / run | val loss | val acc | val bal. acc | val real acc |")
-    L.append("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    L.append("| model | input | trainable layers | train images | best epoch / run | val loss | val acc | val bal. acc | val real acc | val real bal. acc |")
+    L.append("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for task in tasks:
         s = read_summary(runs / task)
         v = s["val"]
         L.append(f"| {task} | {s['input_size']} | {s['trainable_layers']} | {s['train_counts']} | {s['best_epoch']} / {s['epochs_run']} "
-                 f"| {v['val_loss']:.4f} | {v['val_accuracy']:.4f} | {v['val_balanced_accuracy']:.4f} | {_fmt(v['val_real_accuracy'])} |")
+                 f"| {v['val_loss']:.4f} | {v['val_accuracy']:.4f} | {v['val_balanced_accuracy']:.4f} | {_fmt(v['val_real_accuracy'])} "
+                 f"| {_fmt(v.get('val_real_balanced_accuracy'))} |")
     L.append("")
     L.append(f"Reproduce: `masknet train convert/configs/<task>.toml --data {data} --runs {runs}` then "
              f"`masknet quantize {runs}/<task> --data {data} --calibration calibration/calibration.txt`; per-epoch logs in "
@@ -334,6 +387,7 @@ def render_report(
     L.append(f"masknet evaluate {data}/val --models {staging}/int8")
     L.append("```")
     L.append("")
+    L += render_real(evals, data, staging)
     L.append("## int8 test tables (like the paper's Tables 1 and 2)")
     for prefix, title in TITLES.items():
         rep = report_of(evals.get("int8_test", {}), prefix)
@@ -432,3 +486,87 @@ def render_report(
                              f"| {v['val_balanced_accuracy']:.4f} | {_fmt(v['val_real_accuracy'])} |")
         L.append("")
     return "\n".join(L) + "\n"
+
+
+def _subtype_rate(result: dict[str, Any] | None) -> tuple[float | None, float | None, int]:
+    """From the cascade's confusion on sub-type photos: the share whose final verdict names the
+    right sub-type, and the share of mask_over_mouth_chin photos called a correctly worn mask."""
+    rep = report_of(result or {}, "cascade")
+    if rep is None:
+        return None, None, 0
+    classes, cm = rep["classes"], rep["confusion"]
+    subs = [i for i, c in enumerate(classes) if c.startswith("mask_over_")]
+    n = sum(sum(cm[i]) for i in subs)
+    right = sum(cm[i][i] for i in subs)
+    k, m = classes.index("mask_over_mouth_chin"), classes.index("mask")
+    under = sum(cm[k])
+    return (right / n if n else None), (cm[k][m] / under if under else None), n
+
+
+def render_real(evals: dict[str, dict[str, Any]], data: Path, staging: Path) -> list[str]:
+    """Before (the models shipped until now) / after tables on the real photos only."""
+    L: list[str] = []
+    kinds = [k for k in ("before", "int8", "float") if f"{k}_test_real" in evals]
+    if not kinds:
+        return L
+    head = {"before": "before (shipped until now, int8)", "int8": "after, int8", "float": "after, float"}
+    L.append("## Real photos only: the yardstick (issue 11)")
+    L.append("")
+    L.append("Only photos (`origin == real` in index.csv: no drawn or recoloured masks); val chooses, test reports. "
+             "`diverse` = the UTKFace / LFW unmasked faces, `real` = the class-folder photos incl. the real sub-type "
+             "photos, `rwmfd` = scene faces after the audit.")
+    L.append("")
+    L.append("| photos | level | " + " | ".join(f"{head[k]} bal. acc" for k in kinds) + " | n |")
+    L.append("|---|---|" + "---:|" * len(kinds) + "---:|")
+    names = sorted({n.split("_", 1)[1] for n in evals if n.startswith(("int8_val_real", "int8_test_real"))},
+                   key=lambda n: (not n.startswith("val"), n))
+    for name in names:
+        for level in ("masknet", "cascade", "imasknet"):
+            vals = [_bal(evals.get(f"{k}_{name}"), level) for k in kinds]
+            if all(v is None for v in vals):
+                continue
+            n = (evals.get(f"int8_{name}") or {}).get(f"{level}.n", "")
+            L.append(f"| {name} | {level} | " + " | ".join(_fmt(v) for v in vals) + f" | {n} |")
+    L.append("")
+    L.append("Mask-net recall per class on the real test photos, and the cascade on the real sub-type photos:")
+    L.append("")
+    L.append("| figure | " + " | ".join(head[k] for k in kinds) + " |")
+    L.append("|---|" + "---:|" * len(kinds))
+    for cls in ("mask", "mask_incorrect", "no_mask"):
+        vals = []
+        for k in kinds:
+            rep = report_of(evals.get(f"{k}_test_real") or {}, "masknet")
+            vals.append(rep["per_class"][cls]["recall"] if rep and rep["per_class"][cls]["support"] else None)
+        L.append(f"| Mask-net {cls} recall (test real) | " + " | ".join(_fmt(v) for v in vals) + " |")
+    vals = []
+    for k in kinds:
+        rep = report_of(evals.get(f"{k}_test_real_diverse") or {}, "masknet")
+        vals.append(rep["per_class"]["no_mask"]["recall"] if rep and rep["per_class"]["no_mask"]["support"] else None)
+    L.append("| Mask-net no_mask recall, diverse unmasked test faces | " + " | ".join(_fmt(v) for v in vals) + " |")
+    rates = [_subtype_rate(evals.get(f"{k}_test_real")) for k in kinds]
+    L.append("| cascade: right sub-type on real sub-type photos (test) | " + " | ".join(_fmt(r[0]) for r in rates) + " |")
+    L.append("| cascade: mask_over_mouth_chin called mask (test real) | " + " | ".join(_fmt(r[1]) for r in rates) + " |")
+    L.append("| real sub-type photos in test | " + " | ".join(str(r[2]) for r in rates) + " |")
+    L.append("")
+    L.append("### Resolution curve (real test photos, each face shrunk to N px and back)")
+    L.append("")
+    curves = {k: evals.get(f"{k}_curve") for k in kinds if evals.get(f"{k}_curve")}
+    if curves:
+        L.append("| face px | " + " | ".join(f"{head[k]} Mask-net bal. acc" for k in curves) + " | after int8: mask / mask_incorrect / no_mask recall |")
+        L.append("|---:|" + "---:|" * len(curves) + "---|")
+        for px in CURVE_PX:
+            vals = [_bal(c.get(str(px)), "masknet") for c in curves.values()]
+            after = (curves.get("int8") or {}).get(str(px)) or {}
+            per = after.get("masknet.per_class") or {}
+            rec = " / ".join(_fmt(per[c]["recall"]) if c in per else "–" for c in ("mask", "mask_incorrect", "no_mask"))
+            L.append(f"| {px} | " + " | ".join(_fmt(v) for v in vals) + f" | {rec} |")
+        L.append("")
+    L.append("Reproduce:")
+    L.append("")
+    L.append("```")
+    L.append(f"masknet evaluate {data}/test --models {staging}/int8 --origin real [--source real|diverse|rwmfd]")
+    L.append(f"masknet evaluate {data}/val --models {staging}/int8 --origin real")
+    L.append(f"masknet evaluate {data}/test --models {staging}/int8 --origin real --face-px {','.join(map(str, CURVE_PX))} --json curve.json")
+    L.append("```")
+    L.append("")
+    return L

@@ -24,6 +24,9 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 HEADS = ("dense", "dropout")
+# val_real_balanced_accuracy: balanced accuracy on the real photos of val only; the door sees real
+# faces, and a val split dominated by synthetic masks picks the wrong epoch (issue 11)
+MONITORS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_real_balanced_accuracy")
 BACKBONES = ("mobilenet_v2",)
 
 
@@ -58,6 +61,9 @@ class TrainConfig:
     # backbone layer whose output is cached; None = the latest single tensor before the
     # trainable layers. Sharing one cut between tasks lets them share one activation cache.
     cache_at: str | None = None
+    # share of the TRAINING images of each origin that are used (seeded by file name; val and test
+    # are never thinned): e.g. {synthetic = 0.35} when the trunk cache cannot afford every drawn mask
+    keep: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,18 @@ class AugmentConfig:
     hue_deg: float = 8.0
     blur_prob: float = 0.2
     jpeg_prob: float = 0.3
+    jpeg_quality: tuple[int, int] = (35, 90)
+    # Door-camera degradations (issue 11), applied to the face crop as the door produces it:
+    # the face shrunk to `face_px` pixels (a face far from the camera) and blown back up by the
+    # crop, with the camera's blur, noise, light and JPEG applied at that small size.
+    downscale_prob: float = 0.0
+    face_px: tuple[float, float] = (20.0, 100.0)  # face side after the shrink, log-uniform
+    motion_blur_prob: float = 0.0
+    noise_prob: float = 0.0
+    noise_std: tuple[float, float] = (2.0, 10.0)  # sensor noise, grey levels
+    gamma: tuple[float, float] = (1.0, 1.0)
+    cast: float = 0.0  # colour cast: red/blue gains 1 +- cast along a warm (indoor) .. cold (LED) axis
+    grey_prob: float = 0.0  # night IR cameras give grey frames
 
 
 @dataclass(frozen=True)
@@ -172,10 +190,16 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path}: model.trainable_layers must be >= 0")
     if cfg.augment.views < 1:
         raise ConfigError(f"{path}: augment.views must be >= 1")
+    if any(not 0.0 < v <= 1.0 for v in cfg.train.keep.values()):
+        raise ConfigError(f"{path}: train.keep values must be shares in (0, 1], e.g. {{ synthetic = 0.35 }}")
     if cfg.train.class_weight not in ("balanced", "none"):
         raise ConfigError(f"{path}: train.class_weight must be \"balanced\" or \"none\"")
-    if cfg.train.monitor not in ("val_loss", "val_accuracy", "val_balanced_accuracy"):
-        raise ConfigError(f"{path}: train.monitor must be val_loss, val_accuracy or val_balanced_accuracy")
+    if cfg.train.monitor not in MONITORS:
+        raise ConfigError(f"{path}: train.monitor must be one of {', '.join(MONITORS)}")
+    a = cfg.augment
+    if not (1.0 <= a.face_px[0] <= a.face_px[1]) or not (1 <= a.jpeg_quality[0] <= a.jpeg_quality[1] <= 100) \
+            or not (0 < a.gamma[0] <= a.gamma[1]) or a.noise_std[0] > a.noise_std[1]:
+        raise ConfigError(f"{path}: [augment] face_px, jpeg_quality (1..100), gamma (> 0), noise_std must be [low, high] ranges")
     return cfg
 
 

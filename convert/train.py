@@ -120,6 +120,24 @@ def content_id(samples: list[Sample]) -> str:
     return h.hexdigest()
 
 
+def thin_training(samples: list[Sample], keep: dict[str, float], seed: int) -> list[Sample]:
+    """Only a seeded share of the training images of the origins named in ``keep``.
+
+    The choice hashes the file name, so it does not depend on listing order and both tasks (which
+    share one activation cache) pick the same images."""
+    if not keep:
+        return samples
+
+    def kept(s: Sample) -> bool:
+        share = keep.get(s.origin, 1.0)
+        if s.split != "train" or share >= 1.0:
+            return True
+        h = int.from_bytes(hashlib.sha256(f"{seed}/{s.path.name}".encode()).digest()[:8], "little")
+        return h / 2**64 < share
+
+    return [s for s in samples if kept(s)]
+
+
 def task_label(task: str, label: str) -> str | None:
     """The class a data-set folder counts as for a task, or None when the task cannot use it."""
     if task == "masknet":
@@ -133,8 +151,17 @@ def task_label(task: str, label: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 # images and augmentation
 def augment(image: np.ndarray, rng: np.random.Generator, a: AugmentConfig) -> np.ndarray:
-    """A plausible other look of the same face crop: framing, pose, light, colour, blur, JPEG."""
+    """Another look of the same face crop as a door camera might give it.
+
+    Framing first (the detector's box scaled and shifted, a little roll, mirror), then, with
+    `downscale_prob`, the crop is shrunk so the face is `face_px` pixels wide; light (gamma,
+    brightness, contrast, hue, saturation, a warm or cold colour cast, greyscale), blur (Gaussian
+    or motion), sensor noise and JPEG are applied at that size, as the camera applies them to a
+    far face, and the crop is blown back up the way `edge.crop.crop_face` does (linear).
+    """
     import cv2
+
+    from edge.crop import CROP_MARGIN
 
     h, w = image.shape[:2]
     if a.hflip and rng.random() < 0.5:
@@ -145,20 +172,47 @@ def augment(image: np.ndarray, rng: np.random.Generator, a: AugmentConfig) -> np
     m[:, 2] += rng.uniform(-a.shift, a.shift, 2) * (w, h)
     # border repeat, as the crop function does for faces at the frame edge
     image = cv2.warpAffine(np.ascontiguousarray(image), m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
+    if rng.random() < a.downscale_prob:
+        face = math.exp(rng.uniform(math.log(a.face_px[0]), math.log(a.face_px[1])))
+        side = max(4, round(face * (1.0 + CROP_MARGIN)))
+        if side < w:
+            image = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+    small = image.shape[0]
+    rel = small / float(w)  # blur sizes are in pixels of the 224 crop, scaled to the current size
+    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV).astype(np.float32)
     hsv[..., 0] = (hsv[..., 0] + rng.uniform(-a.hue_deg, a.hue_deg) / 2.0) % 180.0
     hsv[..., 1] *= 1.0 + rng.uniform(-a.saturation, a.saturation)
-    image = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
-    mean = image.mean()
-    image = (image - mean) * (1.0 + rng.uniform(-a.contrast, a.contrast)) + mean
-    image = image * (1.0 + rng.uniform(-a.brightness, a.brightness))
-    image = np.clip(image, 0, 255).astype(np.uint8)
+    img = cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    if a.cast > 0:
+        t = rng.uniform(-a.cast, a.cast)  # > 0 warm (tungsten), < 0 cold (LED)
+        img *= np.array([1.0 + t, 1.0 + rng.uniform(-a.cast, a.cast) / 3.0, 1.0 - t], np.float32)
+    if a.gamma != (1.0, 1.0):
+        img = 255.0 * (np.clip(img, 0, 255) / 255.0) ** rng.uniform(*a.gamma)
+    mean = img.mean()
+    img = (img - mean) * (1.0 + rng.uniform(-a.contrast, a.contrast)) + mean
+    img = img * (1.0 + rng.uniform(-a.brightness, a.brightness))
+    image = np.clip(img, 0, 255).astype(np.uint8)
+    if rng.random() < a.grey_prob:
+        image = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
     if rng.random() < a.blur_prob:
-        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.5, 1.5))
+        image = cv2.GaussianBlur(image, (0, 0), max(0.3, rng.uniform(0.5, 2.0) * rel))
+    if rng.random() < a.motion_blur_prob:
+        length = max(2, round(rng.uniform(3, 11) * rel))
+        kernel = np.zeros((length, length), np.float32)
+        kernel[length // 2, :] = 1.0 / length
+        rot = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), rng.uniform(0, 180), 1.0)
+        kernel = cv2.warpAffine(kernel, rot, (length, length))
+        image = cv2.filter2D(image, -1, kernel / max(kernel.sum(), 1e-6))
+    if rng.random() < a.noise_prob:
+        noise = rng.normal(0.0, rng.uniform(*a.noise_std), image.shape).astype(np.float32)
+        image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
     if rng.random() < a.jpeg_prob:
-        ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(35, 90))])
+        q = int(rng.integers(a.jpeg_quality[0], a.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, q])
         if ok:
             image = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+    if small != w:
+        image = cv2.resize(np.ascontiguousarray(image), (w, h), interpolation=cv2.INTER_LINEAR)
     return np.ascontiguousarray(image)
 
 
@@ -209,7 +263,8 @@ def build_cache(
     size = cfg.model.input_size
     infer = tf.function(lambda x: trunk(x, training=False), reduce_retracing=True)
     out: dict[str, CacheSplit] = {}
-    for split in SPLITS:
+    # test is never read here: `masknet evaluate` scores the exported files on it
+    for split in ("train", "val"):
         items = [s for s in samples if s.split == split]
         if not items:
             continue
@@ -304,13 +359,17 @@ def _val_metrics(probs: np.ndarray, y: np.ndarray, origins: list[str], n_classes
     eps = 1e-7
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], eps, 1.0)))) if len(y) else math.nan
     rep = classification_report(y, probs.argmax(1), n_classes)
-    real = np.array([o == "real" for o in origins])
+    real = np.array([o == "real" for o in origins], bool)
     real_acc = float((probs.argmax(1)[real] == y[real]).mean()) if real.any() else math.nan
+    # balanced over the classes that have real photos in val (a class without any is left out,
+    # not scored 0); nan when val has no real photos at all
+    real_bal = classification_report(y[real], probs.argmax(1)[real], n_classes)["balanced_accuracy"] if real.any() else math.nan
     return {
         "val_loss": loss,
         "val_accuracy": rep["accuracy"],
         "val_balanced_accuracy": rep["balanced_accuracy"],
         "val_real_accuracy": real_acc,
+        "val_real_balanced_accuracy": float(real_bal),
         "val_n": int(len(y)),
         "val_real_n": int(real.sum()),
     }
@@ -346,6 +405,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
     keras.utils.set_random_seed(cfg.train.seed)
     samples = read_dataset(data_dir)
     data_id = dataset_id(data_dir, samples)
+    samples = thin_training(samples, cfg.train.keep, cfg.train.seed)
     built = build_model(cfg)
     if cfg.weights_path() is None:
         first = [s for s in samples if s.split == "train"][:: max(1, len(samples) // 64)][:64]
@@ -357,7 +417,10 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
         f"(from {built.trainable[0] if built.trainable else '-'}), cache at {sm.cut} {sm.feature_shape}, "
         f"cache {cache_root / key}"
     )
+    t_cache = time.time()
     cache = build_cache(cfg, sm, samples, cache_root / key)
+    log(f"[{cfg.task}] activation cache ready in {time.time() - t_cache:.0f} s "
+        f"({sum(c.feats.shape[0] for c in cache.values())} trunk passes, {cache['train'].views} views of train)")
     if "val" not in cache:
         raise MasknetError(f"{data_dir}: no validation images under {data_dir / 'val'}; early stopping needs them")
     tr_idx, tr_y, tr_origin = _task_rows(cfg, cache["train"])
@@ -437,7 +500,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
         log(
             f"[{cfg.task}] epoch {epoch:2d} train_loss {metrics['train_loss']:.4f} val_loss {metrics['val_loss']:.4f} "
             f"val_acc {metrics['val_accuracy']:.4f} val_bal_acc {metrics['val_balanced_accuracy']:.4f} "
-            f"val_real_acc {metrics['val_real_accuracy']:.4f} lr {metrics['lr']:.2e} {metrics['seconds']}s"
+            f"val_real_acc {metrics['val_real_accuracy']:.4f} val_real_bal_acc {metrics['val_real_balanced_accuracy']:.4f} lr {metrics['lr']:.2e} {metrics['seconds']}s"
             + (" *" if improved else "")
         )
     tail.load_weights(run_dir / "best.weights.h5")

@@ -107,6 +107,8 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tracker.stable_seconds": (_non_negative, "seconds >= 0"),
     "tracker.change_frames": (_positive, "a positive integer"),
     "tracker.min_score": (_unit, "between 0 and 1"),
+    "tracker.commit_score": (_unit, "between 0 and 1"),
+    "tracker.min_face_px": (_non_negative, "pixels >= 0"),
     "tracker.expire_frames": (_positive, "a positive integer"),
     "tracker.expire_seconds": (_positive, "seconds > 0"),
     "indicators.pins": (_one_of("auto", "gpio", "mock"), "\"auto\", \"gpio\" or \"mock\""),
@@ -208,6 +210,8 @@ class TrackerConfig:
     stable_seconds: float
     change_frames: int
     min_score: float
+    commit_score: float
+    min_face_px: float
     expire_frames: int
     expire_seconds: float
 

@@ -9,6 +9,7 @@ it from the run config: both commands build it that way.
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from edge.timing import (
 )
 from edge.tracker import Tracker, classification_order
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class FaceResult:
@@ -49,6 +52,7 @@ class FaceResult:
     committed: Verdict | None  # the track's committed verdict after this frame
     new_event: bool  # this frame committed a verdict for the track, its first or a change (an event was logged)
     classified: bool = True  # False: over classifier.max_faces_per_frame, ``verdict`` is carried
+    too_far: bool = False  # narrower than tracker.min_face_px: no verdict from this frame
 
 
 class Pipeline:
@@ -87,6 +91,7 @@ class Pipeline:
         self.faces_seen = 0
         self.faces_classified = 0
         self._last_display = -float("inf")
+        self._too_far_logged: set[int] = set()  # tracks whose "too far" line was logged (once each)
 
     @property
     def detector(self) -> FaceDetector:
@@ -159,10 +164,15 @@ class Pipeline:
                 self._log_event(
                     u.track.id, u.track.committed, boxes[u.index], number, frame.read_at, crops[u.index], u.previous
                 )
+            if u.too_far and u.track.id not in self._too_far_logged:
+                self._too_far_logged.add(u.track.id)
+                box = boxes[u.index]
+                log.info("track %d: face %.0f px wide is under tracker.min_face_px %.0f: too far, no verdict",
+                         u.track.id, max(box[2] - box[0], box[3] - box[1]), self.tracker.config.min_face_px)
             results.append(
                 FaceResult(
                     face, boxes[u.index], u.track.last_verdict, u.track.id, u.track.committed, u.changed,
-                    classified=verdicts[u.index] is not None,
+                    classified=verdicts[u.index] is not None, too_far=u.too_far,
                 )
             )
 
@@ -222,6 +232,7 @@ class Pipeline:
         """Forget all tracks (e.g. between bench runs)."""
         self.tracker.reset()
         self._last_display = -float("inf")
+        self._too_far_logged.clear()
 
 
 def load_models(

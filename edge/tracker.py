@@ -10,6 +10,10 @@ committed verdict per person:
 * a committed verdict is only replaced after ``change_frames`` frames in a row of another class
   (hysteresis: the lights do not flicker between two answers);
 * verdicts scoring below ``min_score`` neither count towards nor break a streak;
+* a face narrower than ``min_face_px`` (the person is still far from the door) gets no verdict:
+  its frames neither count towards nor break a streak (``TrackUpdate.too_far``), so a verdict is
+  made from the frames where the face is large, not from the first frames of a walk-up;
+* a streak whose mean score is below ``commit_score`` is not committed (too unsure to judge);
 * the first commit of a track is ``TrackUpdate.new_event``; it and every later change are
   ``TrackUpdate.changed`` (with ``previous``, the verdict it replaced): the pipeline logs an event
   for each, so the event file tells what the lights told;
@@ -63,6 +67,7 @@ class TrackUpdate:
     new_event: bool  # the track committed its first verdict on this frame
     changed: bool  # the committed verdict changed on this frame (first commit included)
     previous: Verdict | None = None  # the committed verdict this frame's change replaced
+    too_far: bool = False  # the face was narrower than min_face_px: its verdict was not used
 
 
 class Tracker:
@@ -130,9 +135,10 @@ class Tracker:
             if verdicts[i] is not None:
                 tr.last_verdict = verdicts[i]
                 tr.classified_frame = frame
+            too_far = max(box[2] - box[0], box[3] - box[1]) < cfg.min_face_px
             previous = tr.committed
-            new_event, changed = self._decide(tr, verdicts[i], t)
-            updates.append(TrackUpdate(tr, i, verdicts[i], new_event, changed, previous if changed else None))
+            new_event, changed = self._decide(tr, None if too_far else verdicts[i], t)
+            updates.append(TrackUpdate(tr, i, verdicts[i], new_event, changed, previous if changed else None, too_far))
 
         kept: list[Track] = []
         for tr in self.tracks:
@@ -172,7 +178,7 @@ class Tracker:
             stable = tr.streak_len >= cfg.change_frames and (
                 self._streak_verdict(tr).sub_type != tr.committed.sub_type
             )
-        if not stable:
+        if not stable or tr.streak_score_sum / tr.streak_len < cfg.commit_score:
             return False, False
         first = tr.committed is None
         tr.committed = self._streak_verdict(tr)

@@ -82,11 +82,12 @@ def write_images(folder: Path, images: Sequence[np.ndarray], prefix: str = "f") 
     return paths
 
 
-# Mechanics config: random tiny models score low, so every verdict counts (min_score 0); the
-# same frame repeated is a stable verdict after 3 frames; 3 empty frames end a visit.
+# Mechanics config: random tiny models score low, so every verdict counts and commits (min_score and
+# commit_score 0); the same frame repeated is a stable verdict after 3 frames; 3 empty frames end a visit.
 RUN_CONFIG = """
 [tracker]
 min_score = 0.0
+commit_score = 0.0
 stable_frames = 3
 stable_seconds = 100.0
 expire_frames = 3

@@ -148,7 +148,7 @@ def test_door_evaluate_and_bench_cut_the_crop_the_data_set_was_built_with(
     spy = CutSpy(monkeypatch)
     frames = tmp_path / "frames"
     write_images(frames, [_test_face()])
-    config = write_config(tmp_path / "config.toml", "[tracker]\nmin_score = 0.0\n")
+    config = write_config(tmp_path / "config.toml", "[tracker]\nmin_score = 0.0\ncommit_score = 0.0\n")
     assert main(["run", "--config", str(config), "--models", models, "--source", str(frames),
                  "--max-frames", "1", "--pins", "mock", "--events", str(tmp_path / "events.jsonl")]) == 0
     _assert_cut_as_built(spy, builder)

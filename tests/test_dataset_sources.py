@@ -119,7 +119,9 @@ def test_recipe_without_sources_or_not_toml(tmp_path):
 
 def test_default_recipe_loads():
     recipe = load_recipe(DEFAULT_RECIPE)
-    assert [s.name for s in recipe.sources] == ["real", "maskedfacenet", "maskedfacenet_seg", "rwmfd"]
+    assert [s.name for s in recipe.sources] == ["real", "diverse", "maskedfacenet", "maskedfacenet_seg", "rwmfd"]
+    audit = next(s for s in recipe.sources if s.name == "rwmfd").audit_csv
+    assert audit is not None and audit.is_file()  # the committed by-eye audit travels with the code
     assert recipe.size == 224 and recipe.split == (0.8, 0.1, 0.1)
     assert recipe.margin is None  # the door's crop margin, not a copy of it
 
@@ -143,3 +145,43 @@ def test_maskedfacenet_example_recipe_reads_a_downloaded_layout(tmp_path):
     assert [(i.label, i.identity) for i in items] == [
         ("mask", "ffhq:00001"), ("mask_over_chin", "ffhq:00001"), ("mask_over_nose_mouth", "ffhq:00002"), ("no_mask", "ffhq:00001"),
     ]
+
+
+def test_labels_csv_relabels_drops_and_keeps_unlisted_photos(tmp_path):
+    for name in ("jh_IMG_7037", "jh_IMG_7038", "jh_IMG_7040", "jh_IMG_7090", "jh_other"):
+        jpg(tmp_path / "d" / "mask_incorrect" / f"{name}.jpg")
+    (tmp_path / "labels.csv").write_text(
+        "file,wear,class_id\n"
+        "d/mask_incorrect/jh_IMG_7037.jpg,mouth_chin,mask_over_mouth_chin\n"
+        "d/mask_incorrect/jh_IMG_7038.jpg,unclear,\n"
+        "d/mask_incorrect/jh_IMG_7040.jpg,correct,mask\n"
+        "d/mask_incorrect/jh_IMG_7090.jpg,chin,mask_over_chin\n", encoding="utf-8")
+    spec = one_source(tmp_path, """
+        name = "d"
+        path = "d"
+        labels_csv = "labels.csv"
+        burst_patterns = ['^(jh_IMG_)(\\d+)$']
+        burst_gap = 3
+    """)
+    skipped = Counter()
+    items = {i.rel.split("/")[1]: i for i in list_source(spec, skipped)}
+    assert {k: v.label for k, v in items.items()} == {
+        "jh_IMG_7037.jpg": "mask_over_mouth_chin", "jh_IMG_7040.jpg": "mask",
+        "jh_IMG_7090.jpg": "mask_over_chin", "jh_other.jpg": "mask_incorrect"}
+    assert skipped["labels CSV: mask_incorrect photo left out (no class_id)"] == 1
+    assert skipped["labels CSV: mask_incorrect -> mask"] == 1
+    # 7037 and 7040 are one burst (gap 3, 7038 left out between them), 7090 another, jh_other none
+    assert items["jh_IMG_7037.jpg"].identity == items["jh_IMG_7040.jpg"].identity is not None
+    assert items["jh_IMG_7090.jpg"].identity not in (None, items["jh_IMG_7037.jpg"].identity)
+    assert items["jh_other.jpg"].identity is None
+
+
+def test_labels_csv_with_a_bad_class_or_missing_is_one_line(tmp_path):
+    jpg(tmp_path / "d" / "mask" / "a.jpg")
+    (tmp_path / "labels.csv").write_text("file,class_id\nd/mask/a.jpg,masked\n", encoding="utf-8")
+    spec = one_source(tmp_path, 'name = "d"\npath = "d"\nlabels_csv = "labels.csv"\n')
+    with pytest.raises(ConfigError, match="line 2: class_id 'masked'"):
+        list_source(spec)
+    spec = one_source(tmp_path, 'name = "d"\npath = "d"\nlabels_csv = "nope.csv"\n')
+    with pytest.raises(ConfigError, match="labels_csv .*nope.csv not found"):
+        list_source(spec)

@@ -112,7 +112,7 @@ def test_a_walk_up_from_40_to_300_px_is_one_track_and_one_event(tmp_path: Path, 
     models = classifier_models(pytestconfig.cache)
     walk_up(tmp_path / "walk")
     # random tiny classifiers score low: every verdict counts (min_score 0); the default detector
-    write_config(tmp_path / "config.toml", "[tracker]\nmin_score = 0.0\n[indicators]\nhold_seconds = 0.0\n")
+    write_config(tmp_path / "config.toml", "[tracker]\nmin_score = 0.0\ncommit_score = 0.0\n[indicators]\nhold_seconds = 0.0\n")
     proc = masknet("run", "--config", "config.toml", "--models", str(models), "--source", "walk", "--pins", "mock",
                    "--events", "events.jsonl", cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -176,7 +176,7 @@ def test_run_on_shared_data_scored_against_class_folders(tmp_path: Path) -> None
             cv2.imwrite(str(frames / f"{n:05d}b.png"), empty)
             truth[2 * n + 1] = label
             n += 1
-    write_config(tmp_path / "config.toml", "[tracker]\nstable_frames = 1\nexpire_frames = 1\nmin_score = 0.0\n")
+    write_config(tmp_path / "config.toml", "[tracker]\nstable_frames = 1\nexpire_frames = 1\nmin_score = 0.0\ncommit_score = 0.0\nmin_face_px = 0\n")
     proc = masknet("run", "--config", "config.toml", "--models", str(models), "--source", "frames",
                    "--pins", "mock", "--events", "events.jsonl", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

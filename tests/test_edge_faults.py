@@ -401,6 +401,7 @@ def test_folder_replays_at_its_frame_rate_and_fast_gives_the_same_events(workdir
 fps = {fps}
 [tracker]
 min_score = 0.0
+commit_score = 0.0
 stable_frames = 100
 stable_seconds = 1.0
 expire_frames = 100

@@ -155,6 +155,33 @@ def test_folder_of_visits_gives_verdicts_lights_buzzer_and_one_event_each(detect
     assert final == off
 
 
+def test_a_face_under_min_face_px_gets_no_verdict_and_the_same_face_large_gets_one(detector, tmp_path: Path, caplog) -> None:
+    # The same face replayed from a folder, first walking up from far (frames of 360 .. 240 px:
+    # the face is 66 .. 44 px wide, under min_face_px = 70), then close (512 px: 94 px wide).
+    face, nobody = astronaut(), blank(512)
+    far = [cv2.resize(face, (n, n), interpolation=cv2.INTER_AREA) for n in (360, 330, 300, 270, 240)]
+    write_images(tmp_path / "frames", far + [nobody] * 4 + [face] * 5)
+    ind = Indicators(indicators_config(buzzer={c: () for c in (MASK, MASK_INCORRECT, NO_MASK)}), echo=None)
+    pipe = Pipeline(detector, PaintedMaskClassifier(), Tracker(tracker_config(min_face_px=70.0)), ind, None, hold_seconds=0.0)
+    results, lights = [], []
+    with caplog.at_level("INFO", logger="edge.pipeline"), FolderSource(tmp_path / "frames") as src:
+        while (frame := src.read()) is not None:
+            results.append(pipe.process(frame))
+            lights.append(lit(ind))
+    ind.close()
+    off = {"green": False, "amber": False, "red": False, "buzzer": False}
+    walk_up = results[:5]
+    assert all(len(r) == 1 and r[0].too_far and r[0].committed is None for r in walk_up)
+    assert all(state == off for state in lights[:9])  # lights unchanged while the face is too far
+    assert pipe.event_count == 1
+    close = results[9:]
+    assert all(len(r) == 1 and not r[0].too_far for r in close)
+    assert close[2][0].committed is not None and close[2][0].committed.class_id == NO_MASK
+    assert lights[11]["red"]
+    too_far_lines = [r.getMessage() for r in caplog.records if "too far" in r.getMessage()]
+    assert len(too_far_lines) == 1 and "min_face_px 70" in too_far_lines[0]  # once per track
+
+
 def test_worst_verdict_wins_when_two_people_are_at_the_door(detector) -> None:
     head = slice(0, 300), slice(0, 300)
     both = np.hstack([paint_mask(astronaut(), MASK)[head], astronaut()[head]])
@@ -218,7 +245,7 @@ def test_cascade_runs_the_manifest_models_and_times_each_stage(
     models = tiny_models(pytestconfig.cache, pipeline_kind)
     timer = StageTimer()
     cascade = Cascade(load_manifest(models), num_threads=1, timer=timer)
-    pipe = Pipeline(detector, cascade, Tracker(tracker_config(min_score=0.0)), timer=timer)
+    pipe = Pipeline(detector, cascade, Tracker(tracker_config(min_score=0.0, commit_score=0.0)), timer=timer)
     for _ in range(3):
         (r,) = pipe.process(astronaut())
     v = r.verdict

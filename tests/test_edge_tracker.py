@@ -188,3 +188,30 @@ def test_classification_order_puts_new_faces_first_then_the_least_recently_class
     assert classification_order(assigned, 3) == [1, 2, 4]  # then the one classified longest ago
     assert classification_order(assigned, 4) == [1, 2, 3, 4]
     assert classification_order([], 2) == []
+
+
+SMALL = (100.0, 100.0, 180.0, 180.0)  # 80 px wide (BOX: 100): the same person, further away
+
+
+def test_faces_under_min_face_px_neither_count_nor_break_a_streak() -> None:
+    door = Door(tracker(min_face_px=90))
+    ups = [door.step((SMALL, v(MASK)))[0] for _ in range(5)]
+    assert all(u.too_far for u in ups)
+    assert door.committed() is None and door.events == []  # far away: no verdict at all
+    door.step((BOX, v(NO_MASK)))
+    door.step((SMALL, v(MASK)))  # far again for a frame: ignored, the streak of large frames goes on
+    door.step((BOX, v(NO_MASK)))
+    assert door.committed() is None
+    up = door.step((BOX, v(NO_MASK)))[0]
+    assert not up.too_far and door.committed() == NO_MASK  # committed from the large frames only
+
+
+def test_an_unsure_streak_is_not_committed() -> None:
+    door = Door(tracker(min_score=0.5, commit_score=0.7))
+    for _ in range(6):
+        door.step((BOX, v(MASK, 0.6)))  # counted (above min_score) but too unsure to commit
+    assert door.committed() is None and door.events == []
+    door2 = Door(tracker(min_score=0.5, commit_score=0.7))
+    for _ in range(3):
+        door2.step((BOX, v(MASK, 0.75)))
+    assert door2.committed() == MASK

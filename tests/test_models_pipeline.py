@@ -10,7 +10,7 @@ import pytest
 
 from convert.model import load_config
 from edge.crop import CropSpec
-from edge.errors import ConfigError
+from edge.errors import ConfigError, MasknetError
 
 pytestmark = pytest.mark.convert
 
@@ -222,5 +222,14 @@ def test_export_ships_the_cascade_with_manifest_and_report(trained: dict[str, Pa
         assert spec.metrics[kind]["test"]["n"] == 36
         assert spec.metrics[kind]["test_real"]["n"] == 18  # half the generated images are "real"
     report = (out / "REPORT.md").read_text()
-    for heading in ("Float vs int8", "Real photos only", "Cascade vs single 5-class", "Latency"):
+    for heading in ("Float vs int8", "Real photos only", "Cascade vs single 5-class", "Latency",
+                    "the yardstick", "Resolution curve"):
         assert heading in report
+    curve = json.loads((trained["runs"] / "export" / "curve_int8.json").read_text())
+    assert curve["sizes"] == [24, 32, 48, 64, 96, 160]
+    assert all(curve[str(n)]["n"] == 18 and curve[str(n)]["face_px"] == n for n in curve["sizes"])  # real test photos
+    # a second export over models it does not beat on real validation photos leaves them alone
+    before = (out / "masknet_int8.tflite").read_bytes()
+    with pytest.raises(MasknetError, match="does not beat the shipped one"):
+        export.run(args)
+    assert (out / "masknet_int8.tflite").read_bytes() == before

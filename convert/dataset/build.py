@@ -32,7 +32,8 @@ from edge.crop import CROP_MARGIN, CropSpec
 from edge.detector import BlazeFaceDetector, Face
 from edge.errors import ConfigError
 
-from .faces import best_match, choose_faces, detect
+from .audit import FaceAudit, load_audit
+from .faces import FoundFace, best_match, choose_faces, detect
 from .phash import UnionFind, group_near_duplicates, phash_pair
 from .recipe import REPO_ROOT, Recipe, SourceSpec
 from .recolour import load_textures, recolour_face
@@ -118,6 +119,12 @@ def read_rgb(path: Path) -> np.ndarray | None:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def is_grey(image: np.ndarray, tolerance: int = 6) -> bool:
+    """True for a photo stored as three channels of grey (JPEG chroma noise stays within tolerance)."""
+    small = image[:: max(1, image.shape[0] // 64), :: max(1, image.shape[1] // 64)].astype(np.int16)
+    return bool(np.abs(small - small.mean(axis=2, keepdims=True)).max() <= tolerance)
+
+
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:120] or "x"
 
@@ -142,6 +149,7 @@ class Builder:
         self._landmarker: FaceLandmarker | None = None
         self._templates: dict[str, list[Template]] | None = None
         self.textures: list[np.ndarray] = []
+        self.audits: dict[str, FaceAudit] = {s.name: load_audit(s.audit_csv) for s in recipe.sources if s.audit_csv is not None}
         if recipe.templates is not None:
             self.textures = load_textures(recipe.templates / "textures")
 
@@ -199,20 +207,47 @@ class Builder:
             skipped["unreadable image"] += 1
             return
         found = choose_faces(image, self.detector, spec, self.recipe.pad, skipped, self.crop.margin)
+        labels = [item.label] * len(found)
+        audit = self.audits.get(spec.name)
+        if audit is not None:
+            found, labels = self._audited(audit, item, found, labels, skipped)
         photo = f"{spec.name}/{item.rel}"
         stem = _safe(f"{spec.name}__{Path(item.rel).with_suffix('').as_posix()}")
-        for k, ff in enumerate(found):
+        grey = is_grey(image)
+        for k, (ff, label) in enumerate(zip(found, labels, strict=True)):
             base = f"{photo}#{k}"
             rng = np.random.default_rng(stable_seed(self.recipe.seed, base))
             crop = self._crop(image, ff.face)
             name = f"{stem}__f{k}"
-            self._write(staging, crop, Record(f"{len(self.records):07d}.jpg", f"{name}.jpg", item.label, spec.origin, spec.name, base, ff.how))
-            self.bases.append(BaseFace(base, spec.name, item.label, photo, item.identity, phash_pair(crop)))
+            self._write(staging, crop, Record(f"{len(self.records):07d}.jpg", f"{name}.jpg", label, spec.origin, spec.name, base, ff.how))
+            self.bases.append(BaseFace(base, spec.name, label, photo, item.identity, phash_pair(crop)))
             self.report.faces[key] += 1
-            if item.label == MASK and spec.recolour > 0 and rng.random() < spec.recolour:
+            if label != item.label:  # relabelled by the audit: only the listed face, nothing drawn on it
+                continue
+            if label == MASK and spec.recolour > 0 and rng.random() < spec.recolour:
                 self._recolour(image, ff.face, rng, staging, item, spec, base, name, skipped)
-            if item.label == NO_MASK and spec.synthesize:
-                self._synthesize(image, ff.face, rng, spec, staging, base, name, skipped)
+            if label == NO_MASK and spec.synthesize:
+                self._synthesize(image, ff.face, rng, spec, staging, base, name, skipped, grey)
+
+    def _audited(self, audit: FaceAudit, item: SourceItem, found: list[FoundFace], labels: list[str],
+                 skipped: Counter[str]) -> tuple[list[FoundFace], list[str]]:
+        """Apply the committed per-face decisions: a listed face is relabelled or dropped."""
+        kept, kept_labels = [], []
+        for ff, label in zip(found, labels, strict=True):
+            decision = audit.decision(item.rel, ff.face.box)
+            if decision is None:
+                kept.append(ff)
+                kept_labels.append(label)
+            elif decision.label == "drop":
+                skipped[f"audit: {label} face dropped"] += 1
+            else:
+                if decision.label != label:
+                    skipped[f"audit: {label} -> {decision.label}"] += 1
+                else:
+                    skipped[f"audit: {label} confirmed"] += 1
+                kept.append(ff)
+                kept_labels.append(decision.label)
+        return kept, kept_labels
 
     def _recolour(self, image: np.ndarray, face: Face, rng: np.random.Generator, staging: Path,
                   item: SourceItem, spec: SourceSpec, base: str, name: str, skipped: Counter[str]) -> None:
@@ -227,7 +262,7 @@ class Builder:
                     Record(f"{len(self.records):07d}.jpg", f"{name}__rc-{style}.jpg", item.label, origin, item.source, base, f"recoloured/{style}"))
 
     def _synthesize(self, image: np.ndarray, face: Face, rng: np.random.Generator, spec: SourceSpec,
-                    staging: Path, base: str, name: str, skipped: Counter[str]) -> None:
+                    staging: Path, base: str, name: str, skipped: Counter[str], grey: bool = False) -> None:
         # Tight face photos end at the chin; a mask drawn there would be cut by the photo's edge
         # and then smeared into stripes by the crop's replicated border. Replicating the border
         # first (the same pixels the crop would invent) lets the mask be drawn whole.
@@ -238,7 +273,11 @@ class Builder:
         if landmarks is None:
             skipped["synthetic: landmarks not found (face skipped)"] += 1
             return
-        for state in spec.synthesize:
+        states = list(spec.synthesize)
+        if spec.synthesize_per_face:
+            # a seeded subset per face: every state still appears on about the same share of faces
+            states = [states[i] for i in sorted(rng.permutation(len(states))[: spec.synthesize_per_face])]
+        for state in states:
             syn = None
             try:
                 # the label must be true: nose / mouth / chin covered or bare exactly as the state
@@ -255,10 +294,17 @@ class Builder:
             if syn is None:
                 skipped[f"synthetic {state}: coverage check failed 3 times (dropped)"] += 1
                 continue
+            if grey:
+                # a greyscale photo (LFW's copy here) must not gain a coloured mask: colour alone
+                # would then tell masked from bare faces
+                syn.image = cv2.cvtColor(cv2.cvtColor(syn.image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+                note_grey = "/grey"
+            else:
+                note_grey = ""
             # crop where the door's detector finds the masked face, as it will at the door
             faces, _ = detect(syn.image, self.detector, self.recipe.pad)
             match = best_match(faces, face)
-            note = f"{syn.template}/{syn.style}"
+            note = f"{syn.template}/{syn.style}{note_grey}"
             if match is None:
                 skipped[f"synthetic {state}: not re-detected, cropped at the unmasked box"] += 1
                 match, note = face, note + "/base-box"
@@ -315,6 +361,10 @@ class Builder:
             bar.update(1)
             bar.set_postfix(images=len(self.records), refresh=False)
         bar.close()
+        for name, audit in self.audits.items():
+            lost = audit.unused()
+            if lost:  # the detector no longer finds a listed face: say so, never guess
+                self.report.skipped[name]["audit: listed face not found by the detector"] += len(lost)
         t1 = time.monotonic()
         self.log(f"grouping {len(self.bases)} base faces (perceptual hash, identities, photos) ...")
         groups = self.group()
@@ -354,6 +404,10 @@ class Builder:
         for row in rows:
             cell = counts[row["split"]][row["label"]]
             cell[row["origin"]] = cell.get(row["origin"], 0) + 1
+        by_source: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
+        for row in rows:
+            cell = by_source.setdefault(row["split"], {}).setdefault(row["source"], {}).setdefault(row["label"], {})
+            cell[row["origin"]] = cell.get(row["origin"], 0) + 1
         file_list = "\n".join(row["path"] for row in rows) + "\n"
         recipe = self.recipe
         return {
@@ -364,6 +418,10 @@ class Builder:
             "classes": list(ALL_CLASSES),
             "splits": list(SPLITS),
             "counts": counts,
+            "counts_by_source": by_source,
+            "relabelled": {src: {k: v for k, v in reasons.items() if k.startswith(("audit:", "labels CSV:"))}
+                           for src, reasons in self.report.as_dict()["skipped"].items()
+                           if any(k.startswith(("audit:", "labels CSV:")) for k in reasons)},
             "images": len(rows),
             "groups": len(set(groups.values())),
             "largest_groups": [{"group": g, "images": n} for g, n in Counter(r["group"] for r in rows).most_common(5)],

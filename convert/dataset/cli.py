@@ -30,6 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     c.add_argument("--data", type=Path, default=REPO_ROOT / "data" / "build")
     c.add_argument("--per-class", type=int, default=64)
 
+    a = sub.add_parser("audit", help="score every face of one source with the shipped Mask-net; contact sheets of doubtful ones")
+    a.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE, help="recipe TOML (default: %(default)s)")
+    a.add_argument("--root", type=Path, default=None, help="data folder (overrides the recipe's root)")
+    a.add_argument("--source", default="rwmfd", help="recipe source to audit (default: %(default)s)")
+    a.add_argument("--models", type=Path, default=REPO_ROOT / "models", help="folder with manifest.json")
+    a.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "audit")
+    a.add_argument("--threshold", type=float, default=0.8, help="faces below this probability of the source's label are shown")
+
     k = sub.add_parser("calibration", help="write the int8 calibration list from a built data set")
     k.add_argument("--data", type=Path, default=REPO_ROOT / "data" / "build")
     k.add_argument("--out", type=Path, default=REPO_ROOT / "calibration")
@@ -62,6 +70,12 @@ def run(args: argparse.Namespace) -> int:
 
         for p in contact_sheets(args.data, args.per_class):
             print(p)
+        return 0
+    if args.action == "audit":
+        from .audit import audit_candidates
+
+        faces, sheets = audit_candidates(load_recipe(args.recipe, args.root), args.source, args.models, args.out, args.threshold)
+        print(f"{faces}; {len(sheets)} contact sheet(s) of candidates in {args.out}")
         return 0
     if args.action == "calibration":
         from .calibration import write_calibration

@@ -50,6 +50,14 @@ class SourceSpec:
     limit: int = 0  # at most this many photos (deterministic sample); 0 = all
     origin: str = "real"  # "synthetic" for sources whose masks were drawn on (MaskedFace-Net)
     identity_space: str = ""  # sources naming one id space (e.g. FFHQ ids) share identities; "" = own
+    # Bursts: regexes whose group 1 names a series and group 2 a number (a camera counter, a
+    # timestamp); files of one series whose numbers are at most `burst_gap` apart chain into one
+    # identity (burst shots of one person under consecutive names).
+    burst_patterns: tuple[str, ...] = ()
+    burst_gap: int = 0
+    synthesize_per_face: int = 0  # draw only this many of `synthesize` per face (seeded); 0 = all
+    labels_csv: Path | None = None  # per-photo labels (columns file, class_id) overriding the folder's
+    audit_csv: Path | None = None  # per-face decisions (file, x0, y0, x1, y1, label, reason): relabel or drop
 
 
 @dataclass(frozen=True)
@@ -118,8 +126,20 @@ def _str_list(table: dict[str, Any], key: str, where: str, allowed: tuple[str, .
 _SOURCE_KEYS = {
     "name", "path", "layout", "label", "classes", "ignore", "faces", "dominance", "min_face",
     "tight_fallback", "recolour", "synthesize", "group_patterns", "limit", "origin",
-    "identity_space",
+    "identity_space", "burst_patterns", "burst_gap", "synthesize_per_face", "labels_csv", "audit_csv",
 }
+
+
+def _regex_list(table: dict[str, Any], key: str, groups: int, what: str, need: str, where: str) -> tuple[str, ...]:
+    """A list of regexes, each compiled and checked to have at least `groups` capture groups."""
+    patterns = _str_list(table, key, where)
+    for pat in patterns:
+        try:
+            if re.compile(pat).groups < groups:
+                raise ConfigError(f"{where}: {what} {pat!r} needs {need}")
+        except re.error as exc:
+            raise ConfigError(f"{where}: {what} {pat!r} is not a valid regex ({exc})") from None
+    return patterns
 
 
 def _parse_source(table: dict[str, Any], base: Path, where: str) -> SourceSpec:
@@ -150,13 +170,17 @@ def _parse_source(table: dict[str, Any], base: Path, where: str) -> SourceSpec:
     recolour = float(_take(table, "recolour", (int, float), 0.0, where))
     if not 0.0 <= recolour <= 1.0:
         raise ConfigError(f"{where}: recolour must be a fraction between 0 and 1, not {recolour}")
-    patterns = _str_list(table, "group_patterns", where)
-    for pat in patterns:
-        try:
-            if re.compile(pat).groups < 1:
-                raise ConfigError(f"{where}: group pattern {pat!r} needs one capture group (the identity)")
-        except re.error as exc:
-            raise ConfigError(f"{where}: group pattern {pat!r} is not a valid regex ({exc})") from None
+    patterns = _regex_list(table, "group_patterns", 1, "group pattern", "one capture group (the identity)", where)
+    bursts = _regex_list(table, "burst_patterns", 2, "burst pattern", "two capture groups (series, number)", where)
+    synthesize = _str_list(table, "synthesize", where, WEARING_STATES)
+    per_face = int(_take(table, "synthesize_per_face", int, 0, where))
+    if not 0 <= per_face <= len(synthesize):
+        raise ConfigError(f"{where}: synthesize_per_face must be 0 (all) .. {len(synthesize)} (the states listed), not {per_face}")
+    files = {}
+    for key in ("labels_csv", "audit_csv"):
+        text = _take(table, key, str, None, where)
+        if text is not None:
+            files[key] = _expand(text, base)  # read (and checked) when the build lists the source
     return SourceSpec(
         name=name,
         path=_expand(path_text, base),
@@ -169,11 +193,16 @@ def _parse_source(table: dict[str, Any], base: Path, where: str) -> SourceSpec:
         min_face=float(_take(table, "min_face", (int, float), 24.0, where)),
         tight_fallback=int(_take(table, "tight_fallback", int, 0, where)),
         recolour=recolour,
-        synthesize=_str_list(table, "synthesize", where, WEARING_STATES),
+        synthesize=synthesize,
         group_patterns=patterns,
         limit=int(_take(table, "limit", int, 0, where)),
         origin=origin,
         identity_space=_take(table, "identity_space", str, "", where),
+        burst_patterns=bursts,
+        burst_gap=int(_take(table, "burst_gap", int, 0, where)),
+        synthesize_per_face=per_face,
+        labels_csv=files.get("labels_csv"),
+        audit_csv=files.get("audit_csv"),
     )
 
 

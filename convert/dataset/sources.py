@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edge.classes import (
@@ -121,4 +122,84 @@ def list_source(spec: SourceSpec, skipped: Counter[str] | None = None) -> list[S
             items.append(SourceItem(p, spec.label, spec.name, str(p.relative_to(root)), _identity(spec, p)))
     if not items:
         raise ConfigError(f"source {spec.name!r}: no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}; check 'path', 'layout' and 'classes'")
+    if spec.labels_csv is not None:
+        items = _apply_labels(items, spec, read_labels(spec.labels_csv), skipped)
+    if spec.burst_patterns:
+        items = _join_bursts(items, spec)
     return items
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """file -> class id ("" = leave the photo out) from a CSV with columns `file` and `class_id`."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"file", "class_id"} <= set(reader.fieldnames):
+                raise ConfigError(f"{path}: labels CSV needs the columns file and class_id")
+            out = {}
+            for n, row in enumerate(reader, start=2):
+                label = (row["class_id"] or "").strip()
+                if label and label not in ALL_CLASSES:
+                    raise ConfigError(f"{path} line {n}: class_id {label!r} is not a class id ({', '.join(ALL_CLASSES)}) or empty")
+                out[row["file"].strip().replace("\\", "/")] = label
+            return out
+    except FileNotFoundError:
+        raise ConfigError(f"labels_csv {path} not found; fix the path in the recipe (relative to the data root)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the labels CSV ({exc})") from None
+
+
+def _csv_key(path: Path, labels: dict[str, str]) -> str | None:
+    """The CSV's name for a photo: its path relative to whichever folder the CSV counts from."""
+    parts = path.parts
+    for k in range(len(parts) - 1, -1, -1):
+        key = "/".join(parts[k:])
+        if key in labels:
+            return key
+    return None
+
+
+def _apply_labels(items: list[SourceItem], spec: SourceSpec, labels: dict[str, str], skipped: Counter[str]) -> list[SourceItem]:
+    """Photos listed in the labels CSV take its class id; an empty class id leaves the photo out.
+    Photos the CSV does not list keep their folder's label."""
+    out = []
+    for it in items:
+        key = _csv_key(it.path, labels)
+        if key is None:
+            out.append(it)
+            continue
+        label = labels[key]
+        if not label:
+            skipped[f"labels CSV: {it.label} photo left out (no class_id)"] += 1
+            continue
+        if label != it.label:
+            skipped[f"labels CSV: {it.label} -> {label}"] += 1
+        out.append(replace(it, label=label))
+    return out
+
+
+def _join_bursts(items: list[SourceItem], spec: SourceSpec) -> list[SourceItem]:
+    """Give photos of one burst (one series, numbers at most `burst_gap` apart) one identity.
+
+    A photo that already has an identity from `group_patterns` keeps it."""
+    series: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for k, it in enumerate(items):
+        if it.identity is not None:
+            continue
+        for pattern in spec.burst_patterns:
+            m = re.search(pattern, Path(it.rel).stem)
+            if m and m.group(2):
+                # the width is part of the series: jh_001 and jh_0001 are different counters
+                series[f"{m.group(1)}#{len(m.group(2))}"].append((int(m.group(2)), k))
+                break
+    out = list(items)
+    for name, members in series.items():
+        members.sort()
+        start = members[0][0]
+        prev = None
+        for number, k in members:
+            if prev is not None and number - prev > spec.burst_gap:
+                start = number
+            prev = number
+            out[k] = replace(items[k], identity=f"{spec.identity_space or spec.name}:burst:{name}:{start}")
+    return out
