@@ -40,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _frames(spec: str, cfg: Any) -> Iterator[tuple[Any, str]]:
     """(Frame, file name) for every image or frame of the input, read as `masknet run` reads it."""
-    from edge.sources import IMAGE_SUFFIXES, Frame, ReopeningSource, make_source
+    from edge.reopening import ReopeningSource
+    from edge.sources import IMAGE_SUFFIXES, Frame, make_source
 
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
