@@ -40,6 +40,7 @@ from edge.classes import (
     SUBTYPES,
     masknet_label,
 )
+from edge.cli_io import parse_number_list
 from edge.crop import CropSpec, to_model_input
 from edge.errors import MasknetError
 from edge.manifest import load_manifest
@@ -262,16 +263,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(e.g. 24,32,48,64,96,160); prints balanced accuracy and per-class recall per size")
 
 
-def parse_face_px(text: str) -> list[int]:
-    try:
-        sizes = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise MasknetError(f"--face-px {text!r}: expected pixel sizes separated by commas, e.g. 24,32,48,64,96,160") from None
-    if not sizes or any(not 4 <= v <= 1024 for v in sizes):
-        raise MasknetError(f"--face-px {text!r}: every size must be 4..1024 pixels")
-    return sizes
-
-
 CURVE_LEVELS = ("masknet", "cascade", "imasknet")
 
 
@@ -299,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
 
     models = args.models if args.models is not None else models_dir()
     if args.face_px:
-        sizes = parse_face_px(args.face_px)
+        sizes = parse_number_list(args.face_px, "--face-px", int, 4, 1024, " pixels")
         curve = resolution_curve(args.data_dir, models, sizes, detect=args.detect, num_threads=args.threads,
                                  origin=args.origin, source=args.source)
         first = curve[str(sizes[0])]

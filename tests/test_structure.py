@@ -17,7 +17,7 @@ FLOORS: dict[str, int] = {
     "edge": 0, "edge.errors": 0,
     "edge.classes": 1, "edge.paths": 1, "edge.crop": 1, "edge.boxes": 1, "edge.device": 1,
     "edge.timing": 1, "edge.config": 1, "edge.litert": 1, "edge.manifest": 1,
-    "edge.stop": 1, "edge.native_stderr": 1, "edge.toml_text": 1,
+    "edge.stop": 1, "edge.native_stderr": 1, "edge.toml_text": 1, "edge.cli_io": 1,
     "edge.sources": 2, "edge.detector": 2, "edge.cascade": 2, "edge.tracker": 2,
     "edge.indicators": 2, "edge.events": 2, "edge.mqtt": 2, "edge.regions": 2, "edge.replay": 2, "edge.reopening": 2,
     "edge.pipeline": 3,

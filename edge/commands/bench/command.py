@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 from pathlib import Path
 from typing import Any
 
+from edge.cli_io import emit_report, parse_number_list
 from edge.commands.bench.measure import RunSpec, float_manifest, float_search_dirs, measure
 from edge.commands.bench.report import float_twin, ratios, render, spread
 from edge.commands.bench.scene import Scene, face_patch
 from edge.device import cpu_model
-from edge.errors import ConfigError, MasknetError
+from edge.errors import ConfigError
 
 
-def _int_list(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(
-            f"{what} must be a comma-separated list of whole numbers, got {text!r}"
-        ) from None
-    if not values or any(v < 1 for v in values):
-        raise ConfigError(f"{what} must list numbers of at least 1, got {text!r}")
+def _distinct(values: list[int]) -> list[int]:
     return list(dict.fromkeys(values))
 
 
@@ -130,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise ConfigError(f"--repeat must be at least 1, got {args.repeat}")
     cfg = load_config(args.config, _budget(args))
-    threads = _int_list(args.threads, "--threads") if args.threads else [cfg.runtime.threads]
-    faces = _int_list(args.faces, "--faces")
+    threads = _distinct(parse_number_list(args.threads, "--threads", int, 1)) if args.threads else [cfg.runtime.threads]
+    faces = _distinct(parse_number_list(args.faces, "--faces", int, 1))
     dirs = [
         Path(d).expanduser() for d in (args.models or [cfg.classifier.models_dir or models_dir()])
     ]
@@ -216,15 +208,5 @@ def run(args: argparse.Namespace) -> int:
         result["rounds"] = [ratios(rnd) for rnd in rounds]
         result["ratios_spread"] = spread(result["rounds"])
 
-    text = json.dumps(result, indent=2)
-    if args.json == "-":
-        # stdout is for the machine then: the table would break its JSON
-        print(text)
-        return 0
-    print(render(result, args.markdown))
-    if args.json:
-        try:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise MasknetError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+    emit_report(result, lambda: render(result, args.markdown), args.json)
     return 0

@@ -27,7 +27,6 @@ time per frame over the cycle.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.cli_io import emit_report, parse_number_list
 from edge.config import Config
 from edge.errors import ConfigError, MasknetError
 from edge.paths import repo_root
@@ -76,26 +76,6 @@ class FaceSample:
 class Variant:
     label: str
     overrides: dict[str, Any]
-
-
-def _int_list(text: str, option: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{option} must be a comma-separated list of whole numbers, got {text!r}") from None
-    if not values or any(v < 8 or v > 700 for v in values):
-        raise ConfigError(f"{option}: face widths must be between 8 and 700 pixels, got {text!r}")
-    return values
-
-
-def _float_list(text: str, option: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{option} must be a comma-separated list of numbers, got {text!r}") from None
-    if not values or any(not 0.0 <= v <= 1.0 for v in values):
-        raise ConfigError(f"{option}: values must be between 0 and 1, got {text!r}")
-    return values
 
 
 # -- faces --------------------------------------------------------------------------------------
@@ -396,7 +376,7 @@ def _variants(args: argparse.Namespace, cfg: Config) -> list[Variant]:
     out = [Variant(f"{n}, whole frame", {"name": n, "far_tile": 0.0, "verify_threshold": 0.0}) for n in names]
     d = cfg.detector
     out.append(Variant(f"config: {d.name}, far_tile {d.far_tile}, every {d.far_every}, re-look {d.verify_threshold}", {}))
-    for tile in _float_list(args.far_tile, "--far-tile") if args.far_tile else []:
+    for tile in parse_number_list(args.far_tile, "--far-tile", float, 0.0, 1.0) if args.far_tile else []:
         out.append(Variant(f"{d.name}, far_tile {tile}, every {d.far_every}, re-look {d.verify_threshold}", {"far_tile": tile}))
     return out
 
@@ -404,7 +384,7 @@ def _variants(args: argparse.Namespace, cfg: Config) -> list[Variant]:
 def run_bench(args: argparse.Namespace, cfg: Config) -> int:
     from edge.regions import detector_from_config
 
-    sizes = _int_list(args.face_sizes, "--face-sizes")
+    sizes = parse_number_list(args.face_sizes, "--face-sizes", int, 8, 700, " pixels")
     if args.photos < 0:
         raise ConfigError(f"--photos must be 0 or more, got {args.photos}")
     data = Path(args.data).expanduser() if args.data else repo_root().parent / "shared" / "data"
@@ -448,16 +428,7 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
         "rows": rows,
         "frame_time": timing,
     }
-    text = json.dumps(report, indent=2)
-    if args.json == "-":
-        print(text)
-        return 0
-    print(render(report, sizes, args.markdown))
-    if args.json:
-        try:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise MasknetError(f"--json {args.json}: cannot write ({exc.strerror})") from None
+    emit_report(report, lambda: render(report, sizes, args.markdown), args.json)
     return 0
 
 
