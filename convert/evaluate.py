@@ -46,9 +46,12 @@ from edge.errors import MasknetError
 from edge.manifest import load_manifest
 
 
-def list_images(data_dir: Path, origin: str | None = None, source: str | None = None) -> list[tuple[Path, str]]:
+def list_images(
+    data_dir: Path, origin: str | None = None, source: str | None = None, exclude: frozenset[str] = frozenset()
+) -> list[tuple[Path, str]]:
     """(image, class id) for every image in DATA_DIR/<class_id>/, optionally of one origin and/or
-    one data-set source (index.csv's `source` column: real, diverse, rwmfd, ...) only."""
+    one data-set source (index.csv's `source` column: real, diverse, rwmfd, ...) only, and
+    without the images made from the photos in ``exclude`` (index.csv's `base` column)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise MasknetError(f"{data_dir}: evaluation folder not found")
@@ -66,7 +69,25 @@ def list_images(data_dir: Path, origin: str | None = None, source: str | None = 
             items = [(p, c) for p, c in items if values.get(p) == wanted]
             if not items:
                 raise MasknetError(f"{data_dir}: no images of {column} {wanted!r} (from index.csv)")
+    if exclude:
+        bases = read_index_column(data_dir, "base")
+        items = [(p, c) for p, c in items if bases.get(p) not in exclude]
+        if not items:
+            raise MasknetError(f"{data_dir}: every image is made from an excluded photo")
     return items
+
+
+def read_photo_list(path: Path) -> frozenset[str]:
+    """The `base` column of a CSV (photo file + face number, as in index.csv), e.g. the photos a
+    set of models was trained on (convert/recipes/shipped_v2_train_photos.csv)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise MasknetError(f"{path}: cannot read the photo list ({exc.strerror})") from None
+    if not rows or "base" not in rows[0]:
+        raise MasknetError(f"{path}: expected a CSV with a 'base' column (photo#face, as in index.csv)")
+    return frozenset(r["base"] for r in rows)
 
 
 def empty_class_folders(data_dir: Path) -> list[str]:
@@ -134,13 +155,14 @@ def evaluate(
     progress: bool = True,
     source: str | None = None,
     face_px: int | None = None,
+    exclude: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Run every model of the manifest over DATA_DIR and return the flat metrics dict.
 
     `face_px`: every crop is first shrunk so its face is that many pixels wide and blown back up
     (`shrink_face`): how the models fare on faces that far from the camera."""
     manifest = load_manifest(models_dir)
-    items = list_images(data_dir, origin, source)
+    items = list_images(data_dir, origin, source, exclude)
     # models that read another's features run after it, on what its last call exposed
     order = sorted(manifest.models, key=lambda n: manifest.models[n].features_of is not None)
     nets = {name: Classifier(manifest.models[name], num_threads, manifest.path) for name in order}
@@ -196,6 +218,7 @@ def evaluate(
         "origin": origin,
         "source": source,
         "face_px": face_px,
+        "excluded_photos": len(exclude),
         "unreadable": unreadable,
     }
     if detect:
@@ -261,6 +284,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--face-px", default=None, metavar="N,N,...",
                    help="resolution curve: shrink each crop's face to N px and back before the models, for each N "
                         "(e.g. 24,32,48,64,96,160); prints balanced accuracy and per-class recall per size")
+    p.add_argument("--exclude", type=Path, default=None, metavar="CSV",
+                   help="leave out the images made from the photos listed in CSV (column 'base', as in index.csv), "
+                        "e.g. the photos some models were trained on")
 
 
 CURVE_LEVELS = ("masknet", "cascade", "imasknet")
@@ -289,10 +315,11 @@ def run(args: argparse.Namespace) -> int:
     from edge.paths import models_dir
 
     models = args.models if args.models is not None else models_dir()
+    exclude = read_photo_list(args.exclude) if args.exclude else frozenset()
     if args.face_px:
         sizes = parse_number_list(args.face_px, "--face-px", int, 4, 1024, " pixels")
         curve = resolution_curve(args.data_dir, models, sizes, detect=args.detect, num_threads=args.threads,
-                                 origin=args.origin, source=args.source)
+                                 origin=args.origin, source=args.source, exclude=exclude)
         first = curve[str(sizes[0])]
         print(f"{first['n']} images from {args.data_dir} ({', '.join(f'{k} {v}' for k, v in first['counts'].items())})"
               f"; models {models}; each crop's face shrunk to N px and back")
@@ -307,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"\nwrote {args.json}")
         return 0
     result = evaluate(args.data_dir, models, detect=args.detect, num_threads=args.threads, origin=args.origin,
-                      source=args.source)
+                      source=args.source, exclude=exclude)
     print(f"{result['n']} images from {args.data_dir} ({', '.join(f'{k} {v}' for k, v in result['counts'].items())})"
           f"; models {models} ({result['pipeline']})")
     for name in empty_class_folders(args.data_dir):

@@ -170,9 +170,9 @@ def make_tiny_dataset(
                 cv2.imwrite(str(out_dir / rel), img[..., ::-1])
                 origin = "real" if i % 2 == 0 else "synthetic"
                 rows.append({"path": rel, "split": split, "label": c, "origin": origin,
-                             "source": "tiny", "group": f"{c}_{i}"})
+                             "source": "tiny", "group": f"{c}_{i}", "base": f"tiny/{rel}#0"})
     with open(out_dir / "index.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "split", "label", "origin", "source", "group"])
+        writer = csv.DictWriter(f, fieldnames=["path", "split", "label", "origin", "source", "group", "base"])
         writer.writeheader()
         writer.writerows(rows)
     (out_dir / "dataset.json").write_text(json.dumps({"generator": "convert.tiny", "seed": seed, "n": len(rows)}))

@@ -114,6 +114,50 @@ def test_cli_writes_flat_json_and_png(tmp_path: Path, fake_models, capsys) -> No
     assert png is not None and png.shape[1] > png.shape[0]
 
 
+def _with_index(data: Path, bases: dict[str, str]) -> Path:
+    """index.csv for the images of ``data``: file name -> the photo it was made from."""
+    lines = ["path,split,label,origin,source,group,base"]
+    for img in sorted(data.glob("*/*.jpg")):
+        lines.append(f"{img.parent.name}/{img.name},val,{img.parent.name},real,real,g,{bases[img.name]}")
+    (data / "index.csv").write_text("\n".join(lines) + "\n")
+    return data
+
+
+def test_exclude_leaves_out_every_image_made_from_a_listed_photo(tmp_path: Path, fake_models, capsys) -> None:
+    import argparse
+
+    models, tables = fake_models
+    data = _with_index(_folder(tmp_path / "faces", {"mask": 2, "no_mask": 2}), {
+        "mask_0.jpg": "real/mask/a.jpg#0", "mask_1.jpg": "real/mask/b.jpg#0",
+        "no_mask_0.jpg": "real/no_mask/c.jpg#0", "no_mask_1.jpg": "real/no_mask/c.jpg#1",
+    })
+    tables["masknet"].update({"mask_0.jpg": "no_mask", "mask_1.jpg": "mask", "no_mask_0.jpg": "no_mask", "no_mask_1.jpg": "mask"})
+    tables["imasknet"].update({name: "mask_over_chin" for name in tables["masknet"]})
+    seen = tmp_path / "seen.csv"
+    seen.write_text("base\nreal/mask/a.jpg#0\nreal/no_mask/c.jpg#1\nreal/elsewhere.jpg#0\n")
+    r = ev.evaluate(data, models, progress=False, exclude=ev.read_photo_list(seen))
+    # the two photos the models "trained on" (and both were the wrong answers) are left out
+    assert r["n"] == 2 and r["masknet.accuracy"] == 1.0 and r["excluded_photos"] == 3
+    assert ev.evaluate(data, models, progress=False)["masknet.accuracy"] == 0.5
+    parser = argparse.ArgumentParser()
+    ev.add_arguments(parser)
+    out = tmp_path / "r.json"
+    assert ev.run(parser.parse_args([str(data), "--models", str(models), "--exclude", str(seen), "--json", str(out)])) == 0
+    assert json.loads(out.read_text())["n"] == 2
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (None, "seen.csv: cannot read the photo list"),
+    ("file\nreal/mask/a.jpg#0\n", "seen.csv: expected a CSV with a 'base' column"),
+])
+def test_a_bad_photo_list_is_one_clear_error(tmp_path: Path, text: str | None, message: str) -> None:
+    seen = tmp_path / "seen.csv"
+    if text is not None:
+        seen.write_text(text)
+    with pytest.raises(MasknetError, match=message):
+        ev.read_photo_list(seen)
+
+
 def test_unknown_class_folder_is_refused(tmp_path: Path, fake_models) -> None:
     models, _ = fake_models
     data = _folder(tmp_path / "faces", {"mask": 1})

@@ -233,3 +233,15 @@ def test_export_ships_the_cascade_with_manifest_and_report(trained: dict[str, Pa
     with pytest.raises(MasknetError, match="does not beat the shipped one"):
         export.run(args)
     assert (out / "masknet_int8.tflite").read_bytes() == before
+    # --gate-unseen: the gate leaves out the photos the shipped models trained on (here: the first
+    # real val photo of each class) and says so
+    seen = tmp_path / "seen.csv"
+    seen.write_text("base\n" + "".join(f"tiny/val/{c}/{c}_000.jpg#0\n" for c in ("mask", "mask_incorrect", "no_mask")))
+    with pytest.raises(MasknetError, match="does not beat the shipped one .* on the real validation photos the shipped models never"):
+        export.run(parser.parse_args(["--runs", str(trained["runs"]), "--data", str(trained["data"]),
+                                      "--out", str(out), "--latency-runs", "3", "--threads", "1",
+                                      "--latency-json", str(tmp_path / "no_sweep.json"), "--gate-unseen", str(seen)]))
+    unseen = json.loads((trained["runs"] / "export" / "eval_before_val_real_unseen.json").read_text())
+    assert unseen["excluded_photos"] == 3 and unseen["n"] == json.loads(
+        (trained["runs"] / "export" / "eval_int8_val_real.json").read_text())["n"] - 3
+    assert "**The gate**" in (trained["runs"] / "export" / "REPORT.md").read_text()
