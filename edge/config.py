@@ -98,6 +98,7 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "detector.far_tile": (_unit, "between 0 (no far pass) and 1 (the frame's height)"),
     "detector.far_every": (_positive, "a positive integer"),
     "detector.verify_threshold": (lambda v: 0.0 <= v < 1.0, "0 (no re-look) or a score below 1"),
+    "detector.relook": (_one_of("blazeface", "mesh"), "\"blazeface\" or \"mesh\""),
     "classifier.models_dir": (lambda v: True, "a folder path or \"\""),
     "classifier.align": (lambda v: v == "auto" or isinstance(v, bool), "\"auto\", true or false"),
     "classifier.max_faces_per_frame": (_positive, "a positive integer"),
@@ -189,6 +190,7 @@ class DetectorConfig:
     far_tile: float
     far_every: int
     verify_threshold: float
+    relook: str  # "blazeface" (the detector again, in context) or "mesh" (face-mesh presence)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,13 @@ So the door runs the model on several views of a frame:
   camera's full-resolution frame when there is one (the Pi camera's main stream), so zooming in
   does not just magnify the low-resolution stream's pixels.
 
-Small faces can then be looked at again (``detector.verify_threshold``): the model runs once more
-on a square of ``VERIFY_CONTEXT`` face widths around each, and a face it does not find again is
-dropped. That cuts the far pass's false faces at a given recall (`masknet detect --bench`).
+Small faces can then be looked at again (``detector.verify_threshold``, ``detector.relook``) and
+are dropped unless the re-look scores at least the threshold: "blazeface" runs the detector once
+more on a square of ``VERIFY_CONTEXT`` face widths around each and must find it again; "mesh" asks
+the face-mesh model (edge/face_mesh.py) whether a face is in MediaPipe's landmark crop of it.
+Both cut the far pass's false faces (textures of gravel, grass, brick); BlazeFace scores a masked
+face at 32-64 px about as low as such textures, the mesh's face-presence score does not, so "mesh"
+keeps more masked faces at the same false faces, and costs less (`masknet detect --bench`).
 
 Detections of all views are mapped to the detection image's pixels and merged by MediaPipe's
 weighted NMS. Tiles overlap by at least ``MIN_OVERLAP`` of their side, so a face smaller than
@@ -45,7 +49,8 @@ from edge.detector import (
     weighted_nms,
 )
 from edge.errors import ConfigError
-from edge.paths import DETECTOR_MODEL, detector_path, models_dir
+from edge.face_mesh import FaceLandmarker
+from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, detector_path, models_dir
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
 
@@ -114,7 +119,10 @@ class RegionDetector:
         far_every: int = 1,
         min_face_size: float = 0.0,
         verify_threshold: float = 0.0,
+        mesh: FaceLandmarker | None = None,
     ) -> None:
+        """``mesh``: the re-look is the face mesh's face-presence score (``detector.relook =
+        "mesh"``) instead of the detector run again."""
         for name, frac in (("roi", roi), ("far_region", far_region)):
             _check_fractions(f"detector.{name}", frac)
         if not 0.0 <= far_tile <= 1.0:
@@ -132,10 +140,11 @@ class RegionDetector:
         self.far_every = int(far_every)
         self.min_face_size = float(min_face_size)
         self.verify_threshold = float(verify_threshold)
+        self.mesh = mesh
         self.nms_iou = model.nms_iou
         self.input_size = model.input_size
         self._frames = 0
-        self.relooks = 0  # model runs of the re-look so far (the benchmark counts them)
+        self.relooks = 0  # model runs of the re-look so far, detector or mesh (the benchmark counts them)
         self._views: dict[tuple[tuple[int, ...], tuple[int, ...] | None], tuple[list[View], list[View]]] = {}
 
     def views(self, image_shape: tuple[int, ...], full_shape: tuple[int, ...] | None = None) -> tuple[list[View], list[View]]:
@@ -201,12 +210,14 @@ class RegionDetector:
         return faces
 
     def looks_again(self, face: Face, prepared: RegionsPrepared) -> bool:
-        """Whether the model finds ``face`` again, scoring at least ``verify_threshold``, in a
-        square of ``VERIFY_CONTEXT`` x its size around it (from the full frame when there is one).
+        """Whether the re-look scores ``face`` at least ``verify_threshold`` (from the full frame
+        when there is one). A face so large that a square of ``VERIFY_CONTEXT`` x its size would
+        not be smaller than the frame is kept as it is.
 
-        Seen that close, a face fills a quarter of the model's input; most false faces of the far
-        pass (textures of gravel, grass, brick at a few model pixels) are not found again there.
-        A face so large that this square would not be smaller than the frame is kept as it is.
+        "blazeface": the model must find it again in that square: seen that close, a face fills a
+        quarter of the model's input, and most false faces of the far pass (textures at a few
+        model pixels) are not found again. "mesh": the face-mesh model's face-presence score on
+        the face's landmark crop.
         """
         src = prepared.source
         f = prepared.full_per_image
@@ -215,12 +226,15 @@ class RegionDetector:
         H, W = src.shape[:2]
         if side >= min(H, W):
             return True
+        self.relooks += 1
+        if self.mesh is not None:
+            full = Face(box=box.astype(np.float32), score=face.score, keypoints=(face.keypoints * f).astype(np.float32))
+            return self.mesh.presence(src, full) >= self.verify_threshold
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         x0, y0 = max(0, round(cx - side / 2)), max(0, round(cy - side / 2))
         x1, y1 = min(W, round(cx + side / 2)), min(H, round(cy + side / 2))
         local = box - np.array([x0, y0, x0, y0])
         again = self.model.detect(src[y0:y1, x0:x1])
-        self.relooks += 1
         return any(
             g.score >= self.verify_threshold and iou(local, g.box[np.newaxis].astype(np.float64))[0] >= VERIFY_IOU
             for g in again
@@ -248,6 +262,8 @@ class RegionDetector:
         if far:
             every = "every frame" if self.far_every == 1 else f"each once in {self.far_every} frames"
             text += f" + a far pass of {len(far)} tiles of {far[0].box[2] - far[0].box[0]} px, {every}"
+        if self.verify_threshold > 0:
+            text += f", re-look {'mesh' if self.mesh is not None else 'blazeface'} >= {self.verify_threshold}"
         return text
 
 
@@ -287,6 +303,11 @@ def detector_from_config(cfg: Config, **overrides: Any) -> RegionDetector:
     model = create_detector(d["name"], **options)
     if not isinstance(model, BlazeFaceDetector):  # pragma: no cover - the registry holds BlazeFace only
         raise ConfigError(f"detector {d['name']!r} cannot run over regions")
+    mesh = None
+    if d["relook"] == "mesh" and d["verify_threshold"] > 0:
+        folder = Path(cfg.classifier.models_dir).expanduser() if cfg.classifier.models_dir else models_dir()
+        # presence_threshold 0: the re-look compares the score itself with verify_threshold
+        mesh = FaceLandmarker(detector_path("", folder, LANDMARK_MODEL), num_threads=cfg.runtime.threads, presence_threshold=0.0)
     return RegionDetector(
         model,
         roi=tuple(d["roi"]),
@@ -295,4 +316,5 @@ def detector_from_config(cfg: Config, **overrides: Any) -> RegionDetector:
         far_every=d["far_every"],
         min_face_size=d["min_face_size"],
         verify_threshold=d["verify_threshold"],
+        mesh=mesh,
     )

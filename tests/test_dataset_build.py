@@ -125,9 +125,9 @@ def small_build(tmp_path_factory):
     skimage_data = pytest.importorskip("skimage.data")
     from test_dataset_synth import write_templates
 
-    from convert.dataset.landmarks import FaceLandmarker
     from convert.dataset.synth import draw_mask, load_templates
     from edge.detector import BlazeFaceDetector
+    from edge.face_mesh import FaceLandmarker
 
     root = tmp_path_factory.mktemp("photos")
     out = root / "out"

@@ -62,8 +62,8 @@ def need_models() -> None:
 @pytest.fixture(scope="module")
 def face_and_mesh():
     need_models()
-    from convert.dataset.landmarks import FaceLandmarker
     from edge.detector import BlazeFaceDetector
+    from edge.face_mesh import FaceLandmarker
 
     image = astronaut()
     faces = BlazeFaceDetector().detect(image)
@@ -119,8 +119,8 @@ def test_wearing_state_covers_what_it_should(face_and_mesh, demo_templates, stat
 @pytest.mark.parametrize("state", STATES)
 def test_mask_follows_head_roll(face_and_mesh, demo_templates, state):
     need_models()
-    from convert.dataset.landmarks import FaceLandmarker
     from edge.detector import BlazeFaceDetector
+    from edge.face_mesh import FaceLandmarker
 
     image = astronaut()
     h, w = image.shape[:2]
@@ -144,7 +144,7 @@ def test_turned_head_gets_the_matching_side_template(face_and_mesh, demo_templat
     shift = 0.3 * (right - left) * frame.height
     for i in (168, 6, 197, 195, 5, 4, 1, 2, 0, 13, 14, 17):
         turned[i, :2] -= shift * frame.v
-    from convert.dataset.landmarks import Landmarks
+    from edge.face_mesh import Landmarks
 
     assert pick_variant(variants, FaceFrame(Landmarks(turned, 1.0))).name == "demo_left"
     mirrored = lm.points.copy()

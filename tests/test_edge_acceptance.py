@@ -53,9 +53,9 @@ FRAMES_PER_VISIT, GAP = 6, 4
 
 def masked_astronaut(state: str) -> np.ndarray:
     """The astronaut wearing a blue surgical mask in ``state``, drawn by the data generator."""
-    from convert.dataset.landmarks import FaceLandmarker
     from convert.dataset.synth import draw_mask, load_templates
     from edge.detector import create_detector
+    from edge.face_mesh import FaceLandmarker
 
     image = astronaut()
     face = create_detector("blazeface_short").detect(image)[0]

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from convert.dataset import landmarks as L
+from edge import face_mesh as L
 from edge.detector import BlazeFaceDetector, Face
 from edge.errors import ModelError
 from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, models_dir

@@ -96,12 +96,17 @@ def astronaut_far() -> tuple[np.ndarray, np.ndarray]:
     return frame, box
 
 
-def test_the_far_pass_finds_a_face_the_whole_view_misses_and_maps_it_back(astronaut_far):
+def _low_res(astronaut_far: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(full frame, face box in it, the 320x180 low-resolution stream); skips without the model."""
     if not (models_dir() / DETECTOR_MODEL).is_file():
         pytest.skip("the short-range model is absent: run ./install.sh")
     cv2 = pytest.importorskip("cv2")
     frame, box = astronaut_far
-    lores = cv2.resize(frame, (320, 180), interpolation=cv2.INTER_AREA)
+    return frame, box, cv2.resize(frame, (320, 180), interpolation=cv2.INTER_AREA)
+
+
+def test_the_far_pass_finds_a_face_the_whole_view_misses_and_maps_it_back(astronaut_far):
+    frame, box, lores = _low_res(astronaut_far)
     model = create_detector("blazeface_short", score_threshold=0.5)
     whole = RegionDetector(model)
     assert whole.detect(lores, frame) == []  # 12 px of face in a 128 px input: too small
@@ -118,11 +123,7 @@ def test_the_far_pass_finds_a_face_the_whole_view_misses_and_maps_it_back(astron
 
 
 def test_min_face_size_is_in_full_frame_pixels(astronaut_far):
-    if not (models_dir() / DETECTOR_MODEL).is_file():
-        pytest.skip("the short-range model is absent: run ./install.sh")
-    cv2 = pytest.importorskip("cv2")
-    frame, box = astronaut_far
-    lores = cv2.resize(frame, (320, 180), interpolation=cv2.INTER_AREA)
+    frame, box, lores = _low_res(astronaut_far)
     model = create_detector("blazeface_short", score_threshold=0.5)
     width = box[2] - box[0]  # about 50 px of the full frame, 12 of the low-resolution stream
     assert len(RegionDetector(model, far_tile=0.5, min_face_size=width - 15).detect(lores, frame)) == 1
@@ -137,6 +138,8 @@ def test_min_face_size_is_in_full_frame_pixels(astronaut_far):
         ("detector.far_region", [0.0, 0.0, 1.5, 1.0], "fractions of the frame from 0 to 1"),
         ("detector.far_tile", 1.5, "'detector.far_tile' must be between 0"),
         ("detector.far_every", 0, "'detector.far_every' must be a positive integer"),
+        ("detector.relook", "dlib", "'detector.relook' must be \"blazeface\" or \"mesh\""),
+        ("detector.verify_threshold", 1.0, "'detector.verify_threshold' must be 0 (no re-look) or a score below 1"),
     ],
 )
 def test_bad_region_settings_are_refused_by_name(key, value, says):
@@ -174,3 +177,43 @@ def test_the_relook_drops_a_small_face_the_model_does_not_find_again():
     assert RegionDetector(model, verify_threshold=0.5).detect(frame) == []  # type: ignore[arg-type]
     # the re-look saw 4 x the face's 20 px around it
     assert model.seen == [(720, 1280), (80, 80)]
+
+
+def _mesh():
+    from edge.face_mesh import FaceLandmarker
+    from edge.paths import LANDMARK_MODEL
+
+    if not (models_dir() / LANDMARK_MODEL).is_file():
+        pytest.skip("models/face_landmark.tflite is absent: run ./install.sh")
+    return FaceLandmarker(models_dir() / LANDMARK_MODEL, presence_threshold=0.0)
+
+
+def test_the_mesh_relook_keeps_the_astronauts_small_face(astronaut_far):
+    frame, box, lores = _low_res(astronaut_far)
+    det = RegionDetector(create_detector("blazeface_short", score_threshold=0.5), far_tile=0.5, verify_threshold=0.7, mesh=_mesh())
+    faces = det.detect(lores, frame)
+    assert len(faces) == 1 and det.relooks == 1  # one mesh run, on the full frame's pixels
+    np.testing.assert_allclose(faces[0].box, box / 4, atol=3)
+
+
+def test_the_mesh_relook_drops_a_face_free_texture():
+    skimage_data = pytest.importorskip("skimage.data")
+    cv2 = pytest.importorskip("cv2")
+    grass = cv2.cvtColor(skimage_data.grass(), cv2.COLOR_GRAY2RGB)  # 512 x 512
+    frame = np.ascontiguousarray(np.tile(grass, (2, 3, 1))[:720, :1280])
+    model = OneFaceModel()  # a 20 px "face" in the middle of the grass
+    assert len(RegionDetector(model).detect(frame)) == 1  # type: ignore[arg-type]
+    det = RegionDetector(model, verify_threshold=0.7, mesh=_mesh())  # type: ignore[arg-type]
+    assert det.detect(frame) == []
+    assert det.relooks == 1 and model.seen == [(720, 1280), (720, 1280)]  # the mesh, not the model, looked again
+
+
+def test_the_config_chooses_the_relook():
+    if not (models_dir() / DETECTOR_MODEL).is_file():
+        pytest.skip("the short-range model is absent: run ./install.sh")
+    _mesh()
+    base = {"detector.name": "blazeface_short", "detector.verify_threshold": 0.7}
+    assert detector_from_config(load_config(None, {**base, "detector.relook": "mesh"})).mesh is not None
+    assert detector_from_config(load_config(None, {**base, "detector.relook": "blazeface"})).mesh is None
+    off = {**base, "detector.relook": "mesh", "detector.verify_threshold": 0.0}
+    assert detector_from_config(load_config(None, off)).mesh is None  # no re-look: the mesh is not loaded

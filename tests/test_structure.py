@@ -19,7 +19,7 @@ FLOORS: dict[str, int] = {
     "edge.timing": 1, "edge.config": 1, "edge.litert": 1, "edge.manifest": 1,
     "edge.stop": 1, "edge.native_stderr": 1, "edge.toml_text": 1, "edge.cli_io": 1,
     "edge.sources": 2, "edge.detector": 2, "edge.cascade": 2, "edge.tracker": 2,
-    "edge.indicators": 2, "edge.events": 2, "edge.mqtt": 2, "edge.regions": 2, "edge.replay": 2, "edge.reopening": 2,
+    "edge.indicators": 2, "edge.events": 2, "edge.mqtt": 2, "edge.regions": 2, "edge.face_mesh": 2, "edge.replay": 2, "edge.reopening": 2,
     "edge.pipeline": 3,
     "edge.preview": 4,
     "edge.commands": 5,

@@ -35,8 +35,8 @@ def write_faces(out: Path, shared_data: Path | None) -> int:
     images = {"astronaut": image}
     templates_dir = shared_data / "mask_templates" if shared_data else None
     if templates_dir is not None and (templates_dir / "masks.cfg").is_file():
-        from convert.dataset.landmarks import FaceLandmarker
         from convert.dataset.synth import draw_mask, load_templates
+        from edge.face_mesh import FaceLandmarker
 
         face = create_detector("blazeface_short").detect(image)[0]
         landmarks = FaceLandmarker(num_threads=1).landmarks(image, face)

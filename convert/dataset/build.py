@@ -26,11 +26,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from convert.dataset.landmarks import FaceLandmarker
 from edge.classes import ALL_CLASSES, MASK, MASKNET_CLASSES, NO_MASK, SUBTYPES, masknet_label
 from edge.crop import CROP_MARGIN, CropSpec
 from edge.detector import BlazeFaceDetector, Face
 from edge.errors import ConfigError
+from edge.face_mesh import FaceLandmarker
 
 from .audit import FaceAudit, load_audit
 from .faces import FoundFace, best_match, choose_faces, detect

@@ -24,7 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from convert.dataset.landmarks import (
+from edge.errors import ConfigError
+from edge.face_mesh import (
     CHIN,
     FACE_OVAL,
     LOWER_LIP,
@@ -33,12 +34,11 @@ from convert.dataset.landmarks import (
     UPPER_LIP,
     Landmarks,
 )
-from edge.errors import ConfigError
 
 from .recipe import RECOLOUR_STYLES, WEARING_STATES
 from .recolour import recolour_template
 
-# Mesh points used here beyond convert.dataset.landmarks' names.
+# Mesh points used here beyond those edge.face_mesh names.
 BRIDGE_TOP = NOSE_BRIDGE[0]  # 168, between the eyes: origin of the face frame
 BRIDGE_MID = NOSE_BRIDGE[2]  # 197, where a worn mask's top edge sits
 SUBNASALE = 2  # where the nose meets the upper lip

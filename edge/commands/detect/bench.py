@@ -356,6 +356,7 @@ def frame_time(cfg: Config, views: _Views, face: FaceSample, width: int, frames:
         "detector": cfg.detector.name,
         "far_tile": cfg.detector.far_tile,
         "verify_threshold": cfg.detector.verify_threshold,
+        "relook": cfg.detector.relook,
         "face_px": width,
         "frames": frames,
         "frames_with_the_face": found,
@@ -375,9 +376,10 @@ def _variants(args: argparse.Namespace, cfg: Config) -> list[Variant]:
     # each model alone, as the door ran short-range before the far pass: no tiles, no re-look
     out = [Variant(f"{n}, whole frame", {"name": n, "far_tile": 0.0, "verify_threshold": 0.0}) for n in names]
     d = cfg.detector
-    out.append(Variant(f"config: {d.name}, far_tile {d.far_tile}, every {d.far_every}, re-look {d.verify_threshold}", {}))
+    relook = f"re-look {d.relook} {d.verify_threshold}" if d.verify_threshold > 0 else "no re-look"
+    out.append(Variant(f"config: {d.name}, far_tile {d.far_tile}, every {d.far_every}, {relook}", {}))
     for tile in parse_number_list(args.far_tile, "--far-tile", float, 0.0, 1.0) if args.far_tile else []:
-        out.append(Variant(f"{d.name}, far_tile {tile}, every {d.far_every}, re-look {d.verify_threshold}", {"far_tile": tile}))
+        out.append(Variant(f"{d.name}, far_tile {tile}, every {d.far_every}, {relook}", {"far_tile": tile}))
     return out
 
 
@@ -458,7 +460,7 @@ def render(report: dict[str, Any], sizes: list[int], markdown: bool = True) -> s
         lines += ["", "| pipeline | face px | frames with the face | frame ms | detector ms | detector share |", "|---|---:|---:|---:|---:|---:|"]
         for t in report["frame_time"]:
             lines.append(
-                f"| {t['config']}: {t['detector']}, far_tile {t['far_tile']}, re-look {t['verify_threshold']} | {t['face_px']} | "
+                f"| {t['config']}: {t['detector']}, far_tile {t['far_tile']}, re-look {t['relook']} {t['verify_threshold']} | {t['face_px']} | "
                 f"{t['frames_with_the_face']}/{t['frames']} | {t['frame_ms']:.2f} | {t['detector_ms']:.2f} | {t['detector_share']:.0%} |"
             )
     text = "\n".join(lines)

@@ -1,6 +1,8 @@
 """468-point face mesh (MediaPipe face_landmark.tflite) on a detected face.
 
-Used by convert/ to place synthetic masks (nose bridge, lips, chin, jaw) and available at the door.
+Used at the door as the re-look of small faces (``detector.relook = "mesh"``: its face-presence
+score tells masked faces from textures better than BlazeFace run again, edge/regions.py) and by
+convert/ to place synthetic masks (nose bridge, lips, chin, jaw).
 The region of interest is MediaPipe's own (face_detection_front_detection_to_roi): the detector box
 made square on its long side, enlarged 1.5x, rotated so the eyes are level; the mesh model was
 trained on exactly that framing, so anything else loses accuracy.
@@ -123,11 +125,10 @@ class FaceLandmarker:
             raise ModelError(f"{path}: outputs of sizes {sizes} are not face mesh's (1404 landmarks, 1 score)")
         self._mesh_i, self._flag_i = mesh[0], flag[0]
 
-    def landmarks(self, image: np.ndarray, face: Face) -> Landmarks | None:
-        """The mesh for ``face`` (found in ``image``), or None when the model sees no face there."""
+    def _run(self, image: np.ndarray, roi: Roi) -> tuple[list[np.ndarray], float]:
+        """The model's outputs on ``roi`` of ``image`` and its face-presence score (0..1)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 HxWx3 image, got {image.dtype} {image.shape}")
-        roi = face_roi(face)
         x0, y0 = roi.center[0] - roi.side / 2, roi.center[1] - roi.side / 2
         box = (x0, y0, x0 + roi.side, y0 + roi.side)
         n = self.input_size
@@ -137,11 +138,21 @@ class FaceLandmarker:
         x = patch.astype(np.float32) * np.float32(1.0 / 255.0)
         outputs = self.model.run(x)
         logit = float(np.clip(outputs[self._flag_i].reshape(-1)[-1], -100.0, 100.0))
-        presence = 1.0 / (1.0 + math.exp(-logit))
+        return outputs, 1.0 / (1.0 + math.exp(-logit))
+
+    def presence(self, image: np.ndarray, face: Face) -> float:
+        """The model's face-presence score (0..1) for ``face`` found in ``image``."""
+        return self._run(image, face_roi(face))[1]
+
+    def landmarks(self, image: np.ndarray, face: Face) -> Landmarks | None:
+        """The mesh for ``face`` (found in ``image``), or None when the model sees no face there."""
+        roi = face_roi(face)
+        outputs, presence = self._run(image, roi)
         if presence < self.presence_threshold:
             return None
         raw = outputs[self._mesh_i].reshape(-1)[: NUM_LANDMARKS * 3].reshape(NUM_LANDMARKS, 3)
         # model pixels (continuous) -> ROI-relative -> rotated back -> image pixels
+        n = self.input_size
         k = roi.side / n
         rel = (raw[:, :2] - n / 2.0) * k
         c, s = math.cos(roi.rotation), math.sin(roi.rotation)
