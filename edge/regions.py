@@ -60,6 +60,10 @@ MIN_OVERLAP = 0.25
 # candidate, which must be found again overlapping it by this IoU.
 VERIFY_CONTEXT = 4.0
 VERIFY_IOU = 0.3
+# A face lying this much (share of its own area) inside a larger face is a part of it that a
+# tile edge cut off, too unlike the whole for NMS to merge (the mesh re-look keeps such parts: it
+# sees part of a face; the walk-up replay in tests/test_detect_cmd.py), so it is dropped.
+INSIDE = 0.5
 
 
 def fraction_box(frac: tuple[float, ...], width: int, height: int) -> Box:
@@ -204,6 +208,7 @@ class RegionDetector:
             for bb, ss, kk in zip(b, s, k, strict=True)
             if (bb[2] - bb[0]) * prepared.full_per_image >= self.min_face_size
         ]
+        faces = _drop_parts(faces)
         if self.verify_threshold > 0:
             faces = [f for f in faces if self.looks_again(f, prepared)]
         faces.sort(key=lambda f: -f.score)
@@ -265,6 +270,18 @@ class RegionDetector:
         if self.verify_threshold > 0:
             text += f", re-look {'mesh' if self.mesh is not None else 'blazeface'} >= {self.verify_threshold}"
         return text
+
+
+def _drop_parts(faces: list[Face]) -> list[Face]:
+    """``faces`` less those lying at least ``INSIDE`` within a larger one (see ``INSIDE``)."""
+    if len(faces) < 2:
+        return faces
+    boxes = np.stack([f.box for f in faces]).astype(np.float64)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    lo, hi = np.maximum(boxes[:, None, :2], boxes[None, :, :2]), np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0.0, None), axis=2)  # [i, j]: i's area inside j
+    part = (inter >= INSIDE * area[:, None]) & (area[None, :] > area[:, None])
+    return [f for f, p in zip(faces, part.any(axis=1), strict=True) if not p]
 
 
 def _check_fractions(name: str, frac: tuple[float, ...]) -> None:

@@ -217,3 +217,15 @@ def test_the_config_chooses_the_relook():
     assert detector_from_config(load_config(None, {**base, "detector.relook": "blazeface"})).mesh is None
     off = {**base, "detector.relook": "mesh", "detector.verify_threshold": 0.0}
     assert detector_from_config(load_config(None, off)).mesh is None  # no re-look: the mesh is not loaded
+
+
+def test_a_face_mostly_inside_a_larger_one_is_dropped_as_a_part_of_it():
+    from edge.regions import _drop_parts
+
+    def face(x0: float, y0: float, x1: float, y1: float) -> Face:
+        return Face(np.array([x0, y0, x1, y1], np.float32), 0.9)
+
+    whole, part, neighbour = face(500, 200, 740, 480), face(630, 250, 770, 410), face(760, 200, 1000, 480)
+    # the part lies 110/140 of its width inside the whole face; IoU 0.25 is too low for NMS to merge them
+    assert _drop_parts([whole, part, neighbour]) == [whole, neighbour]
+    assert _drop_parts([part]) == [part]
