@@ -74,7 +74,11 @@ def test_detect_on_one_image_prints_to_stdout(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     (record,) = [json.loads(line) for line in proc.stdout.splitlines()]
     assert record["file"] == "f00000.png" and record["frame"] == 1
-    np.testing.assert_allclose(record["faces"][0]["box"], truth, atol=15)
+    # centred on the hand-measured box, of about its size (as above: the far pass's 179 px tiles
+    # see this 100 px face cut by their edges, and NMS weighs those boxes in)
+    box, width = np.array(record["faces"][0]["box"]), truth[2] - truth[0]
+    np.testing.assert_allclose((box[:2] + box[2:]) / 2, (truth[:2] + truth[2:]) / 2, atol=0.1 * width)
+    assert 0.7 * width < box[2] - box[0] < 1.3 * width, (box, truth)
 
 
 def test_detect_refuses_what_it_cannot_read_in_one_line(tmp_path: Path) -> None:
