@@ -186,11 +186,12 @@ def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
         cfg.weights_path()
 
 
-def test_shipped_configs_follow_the_paper() -> None:
+def test_shipped_configs_use_the_papers_heads() -> None:
     root = Path(__file__).resolve().parent.parent / "convert" / "configs"
     m = load_config(root / "masknet.toml")
     i = load_config(root / "imasknet.toml")
-    assert (m.model.head, m.model.dense_units, m.model.dropout, m.model.trainable_layers) == ("dense", 512, 0.2, 23)
+    # the paper trains Mask-net's last 23 layers; real validation chose 34 (docs/training.md)
+    assert (m.model.head, m.model.dense_units, m.model.dropout, m.model.trainable_layers) == ("dense", 512, 0.2, 34)
     assert (i.model.head, i.model.dropout, i.model.trainable_layers) == ("dropout", 0.6, 34)
     assert load_config(root / "fiveclass.toml").classes == (
         "mask", "no_mask", "mask_over_chin", "mask_over_mouth_chin", "mask_over_nose_mouth")
