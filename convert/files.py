@@ -26,6 +26,7 @@ SUMMARY_JSON = "summary.json"
 QUANTIZE_JSON = "quantize.json"
 CONFIG_JSON = "config.json"
 KERAS_MODEL = "model.keras"
+AVERAGE_NPZ = "average.npz"  # the running mean of the epochs' head weights (train.average_from)
 EXPORT_DIR = "export"  # RUNS/export/<kind>/: the models export stages and evaluates
 
 

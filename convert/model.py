@@ -64,6 +64,10 @@ class TrainConfig:
     # share of the TRAINING images of each origin that are used (seeded by file name; val and test
     # are never thinned): e.g. {synthetic = 0.35} when the trunk cache cannot afford every drawn mask
     keep: dict[str, float] = field(default_factory=dict)
+    # Average the head's weights over the epochs from this one on (0 = off) and judge / keep the
+    # average: real validation balanced accuracy moves 3-6 points between single epochs (issue 11),
+    # so the best single epoch is partly luck; the running average moves far less.
+    average_from: int = 0
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,8 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path}: train.keep values must be shares in (0, 1], e.g. {{ synthetic = 0.35 }}")
     if cfg.train.class_weight not in ("balanced", "none"):
         raise ConfigError(f"{path}: train.class_weight must be \"balanced\" or \"none\"")
+    if cfg.train.average_from < 0:
+        raise ConfigError(f"{path}: train.average_from must be >= 0 (0 = no weight averaging)")
     if cfg.train.monitor not in MONITORS:
         raise ConfigError(f"{path}: train.monitor must be one of {', '.join(MONITORS)}")
     a = cfg.augment

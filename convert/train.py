@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from convert.files import (
+    AVERAGE_NPZ,
     CONFIG_JSON,
     DATASET_JSON,
     IMAGE_EXTS,
@@ -442,11 +443,16 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "state.json"
     state: dict[str, Any] = {"epoch": 0, "best": None, "best_epoch": 0, "wait": 0, "lr_wait": 0,
-                             "lr": cfg.train.learning_rate, "history": []}
+                             "lr": cfg.train.learning_rate, "history": [], "averaged": 0}
+    average: list[np.ndarray] | None = None
     if state_path.is_file() and (run_dir / "last.weights.h5").is_file():
         state = json.loads(state_path.read_text())
+        state.setdefault("averaged", 0)
         tail.load_weights(run_dir / "last.weights.h5")
         _load_optimizer(opt, tail.trainable_variables, run_dir / "last.optimizer.npz")
+        if state["averaged"]:
+            with np.load(run_dir / AVERAGE_NPZ) as z:
+                average = [z[f"w{i}"] for i in range(len(z.files))]
         log(f"[{cfg.task}] resuming after epoch {state['epoch']} (best {state['best']} at {state['best_epoch']})")
     (run_dir / CONFIG_JSON).write_text(json.dumps(
         {"task": cfg.task, "config_file": str(cfg.path), "model": asdict(cfg.model), "train": asdict(cfg.train),
@@ -476,9 +482,20 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
             x = np.asarray(cache["train"].feats[rows[b]], dtype=np.float32)
             loss = tail.train_on_batch(x, onehot[b], sample_weight=weights[b])
             losses.append(float(loss))
-        probs = _predict(tail, cache["val"].feats, va_idx)  # val has one (clean) view
-        metrics = _val_metrics(probs, va_y, va_origin, n_classes)
-        metrics.update(epoch=epoch, train_loss=float(np.mean(losses)), lr=state["lr"], seconds=round(time.time() - t0, 1))
+        raw = tail.get_weights()
+        # val has one (clean) view
+        metrics = _val_metrics(_predict(tail, cache["val"].feats, va_idx), va_y, va_origin, n_classes)
+        if cfg.train.average_from and epoch >= cfg.train.average_from:
+            # judge (and keep) the running mean of the epochs' weights; training goes on from `raw`
+            n = state["averaged"]
+            average = raw if average is None else [(a * n + w) / (n + 1) for a, w in zip(average, raw, strict=True)]
+            state["averaged"] = n + 1
+            tail.set_weights(average)
+            single = metrics["val_real_balanced_accuracy"]
+            metrics = _val_metrics(_predict(tail, cache["val"].feats, va_idx), va_y, va_origin, n_classes)
+            metrics["epoch_val_real_balanced_accuracy"] = single  # this epoch's own weights, for the record
+        metrics.update(epoch=epoch, train_loss=float(np.mean(losses)), lr=state["lr"], seconds=round(time.time() - t0, 1),
+                       averaged=state["averaged"])
         value = metrics[monitor]
         improved = _better(monitor, value, state["best"])
         if improved:
@@ -490,10 +507,13 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
             if state["lr_wait"] >= cfg.train.lr_patience:
                 state["lr"] = state["lr"] / 2
                 state["lr_wait"] = 0
+        tail.set_weights(raw)
         state["epoch"] = epoch
         state["history"].append(metrics)
         tail.save_weights(run_dir / "last.weights.h5")
         _save_optimizer(opt, run_dir / "last.optimizer.npz")
+        if average is not None:
+            np.savez(run_dir / AVERAGE_NPZ, **{f"w{i}": a for i, a in enumerate(average)})
         tmp = state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(state_path)
@@ -501,6 +521,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
             f"[{cfg.task}] epoch {epoch:2d} train_loss {metrics['train_loss']:.4f} val_loss {metrics['val_loss']:.4f} "
             f"val_acc {metrics['val_accuracy']:.4f} val_bal_acc {metrics['val_balanced_accuracy']:.4f} "
             f"val_real_acc {metrics['val_real_accuracy']:.4f} val_real_bal_acc {metrics['val_real_balanced_accuracy']:.4f} lr {metrics['lr']:.2e} {metrics['seconds']}s"
+            + (f" (mean of {state['averaged']} epochs; this epoch alone {metrics['epoch_val_real_balanced_accuracy']:.4f})"
+               if "epoch_val_real_balanced_accuracy" in metrics else "")
             + (" *" if improved else "")
         )
     tail.load_weights(run_dir / "best.weights.h5")
@@ -510,6 +532,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
     summary = {"task": cfg.task, "classes": list(cfg.classes), "best_epoch": state["best_epoch"],
                "epochs_run": state["epoch"], "val": best, "input_size": cfg.model.input_size,
                "trainable_layers": cfg.model.trainable_layers, "backbone": built.backbone_name,
+               "averaged_epochs": best.get("averaged", 0),
                "dataset_sha256": data_id, "train_counts": dict(counts),
                # the crop the images were cut with travels on: quantize -> export -> the manifest
                "crop": dataset_crop(data_dir).to_json()}

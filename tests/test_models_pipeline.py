@@ -103,6 +103,52 @@ def test_resume_continues_from_the_last_epoch(trained: dict[str, Path], tmp_path
     assert json.loads((run / "state.json").read_text())["epoch"] == 21
 
 
+def _h5_arrays(path: Path) -> list[np.ndarray]:
+    import h5py
+
+    found: list[np.ndarray] = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _name, obj: found.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def _holds(arrays: list[np.ndarray], wanted: np.ndarray) -> bool:
+    return any(a.shape == wanted.shape and np.allclose(a, wanted, atol=1e-6) for a in arrays)
+
+
+@pytest.mark.slow
+def test_weight_averaging_keeps_the_mean_of_the_epochs_across_a_resume(trained: dict[str, Path], tmp_path: Path) -> None:
+    from convert.train import train
+
+    run = tmp_path / "averaged"
+    cache = trained["runs"] / "cache"
+    # epoch 1 alone: the mean of one epoch is that epoch's weights
+    train(load_config(_config(tmp_path), {"train.epochs": 1, "train.average_from": 1}), trained["data"], run, cache,
+          log=lambda _msg: None)
+    with np.load(run / "average.npz") as z:
+        mean1 = [z[k] for k in sorted(z.files, key=lambda k: int(k[1:]))]
+    last1 = _h5_arrays(run / "last.weights.h5")
+    assert all(_holds(last1, m) for m in mean1)
+    # resumed for a second epoch: the mean of epochs 1 and 2, so 2 x mean - epoch 1 is epoch 2's weights
+    train(load_config(_config(tmp_path), {"train.epochs": 2, "train.average_from": 1}), trained["data"], run, cache,
+          log=lambda _msg: None)
+    with np.load(run / "average.npz") as z:
+        mean2 = [z[k] for k in sorted(z.files, key=lambda k: int(k[1:]))]
+    last2 = _h5_arrays(run / "last.weights.h5")
+    moved = [a for a, b in zip(mean1, mean2, strict=True) if not np.allclose(a, b)]
+    assert moved, "the second epoch changed no weight"
+    assert all(_holds(last2, 2 * b - a) for a, b in zip(mean1, mean2, strict=True))
+    state = json.loads((run / "state.json").read_text())
+    assert state["averaged"] == 2
+    assert all("epoch_val_real_balanced_accuracy" in h for h in state["history"])
+    assert json.loads((run / "summary.json").read_text())["averaged_epochs"] == state["history"][state["best_epoch"] - 1]["averaged"]
+
+
+def test_a_negative_average_from_is_refused_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="average_from"):
+        load_config(_config(tmp_path), {"train.average_from": -1})
+
+
 @pytest.mark.slow
 def test_int8_model_takes_uint8_and_agrees_with_float(trained: dict[str, Path]) -> None:
     import keras
