@@ -151,3 +151,29 @@ def test_the_walk_up_keeps_one_track_on_every_frame_it_is_seen(tmp_path: Path, p
     assert frames[0] <= 3 and frames[-1] == len(widths)
     assert len(frames) >= 0.8 * len(widths)
     assert seen[-1][2] == pytest.approx(widths[-1], rel=0.15)
+
+
+def test_the_holdout_bench_takes_other_photos_and_other_backgrounds(tmp_path: Path) -> None:
+    """--holdout checks settings chosen on the default run: no photo and no frame in both."""
+    need("face_detection_short_range.tflite")
+    from edge.commands.detect.bench import backgrounds, face_samples
+
+    for group, prefix in (("mask", "cdeb"), ("no_mask_diverse", "utk")):
+        folder = tmp_path / "real" / group
+        folder.mkdir(parents=True)
+        for i in range(12):  # the astronaut, a little smaller each time: 12 different files
+            img = cv2.resize(astronaut(), None, fx=1 - 0.02 * i, fy=1 - 0.02 * i, interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(folder / f"{prefix}_{i:02d}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    default, _ = face_samples(tmp_path, 2)
+    held_out, _ = face_samples(tmp_path, 2, holdout=True)
+    names = {f.name for f in default if f.group != "astronaut"}
+    held = {f.name for f in held_out if f.group != "astronaut"}
+    assert len(names) == len(held) == 4 and not names & held, (names, held)
+    assert not any(np.array_equal(a, b) for a, b in zip(backgrounds(6), backgrounds(6, seed=1), strict=True))
+
+
+
+def test_a_holdout_without_enough_photos_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "data" / "real" / "mask").mkdir(parents=True)
+    proc = masknet("detect", "--bench", "--data", "data", "--photos", "4", "--holdout", cwd=tmp_path)
+    assert_clean_failure(proc, 2, "--holdout needs at least 24 masked photos", "smaller --photos")

@@ -57,6 +57,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", metavar="DIR", help="shared data folder for real face photos (default ../shared/data when present)")
     g.add_argument("--photos", type=int, default=12, metavar="N", help="real face photos per group (unmasked, masked) from --data (default 12)")
     g.add_argument("--backgrounds", type=int, default=60, metavar="N", help="face-free background frames (default 60)")
+    g.add_argument("--holdout", action="store_true",
+                   help="other photos (those halfway between the default's) and other background frames: "
+                        "checks settings that were chosen on the default's")
     g.add_argument("--single-stream", action="store_true", help="detect on the full frame (webcam, folder, video) instead of the Pi camera's low-resolution stream")
     g.add_argument("--markdown", action="store_true", help="print the table as markdown")
     g.add_argument("--frame-time", type=int, default=0, metavar="N",
@@ -99,8 +102,11 @@ def _reference_box(detector: Any, image: np.ndarray) -> np.ndarray | None:
     return None if best is None else best[1]
 
 
-def face_samples(data: Path | None, per_group: int) -> tuple[list[FaceSample], int]:
-    """The astronaut and up to ``per_group`` photos per group from ``data``; and how many were left out."""
+def face_samples(data: Path | None, per_group: int, holdout: bool = False) -> tuple[list[FaceSample], int]:
+    """The astronaut and up to ``per_group`` photos per group from ``data``; and how many were left out.
+
+    ``holdout``: the photos halfway between the default's evenly spread ones, so no photo is in both.
+    """
     import skimage.data
 
     from edge.detector import create_detector
@@ -124,7 +130,7 @@ def face_samples(data: Path | None, per_group: int) -> tuple[list[FaceSample], i
             # evenly spread over the sorted names (UTKFace names sort by age; cdeb by source)
             step = max(1, len(files) // (per_group * 3))
             taken = 0
-            for path in files[::step]:
+            for path in files[(step // 2 if holdout else 0) :: step]:
                 if taken >= per_group:
                     break
                 bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -392,10 +398,14 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
     data = Path(args.data).expanduser() if args.data else repo_root().parent / "shared" / "data"
     if args.data and not data.is_dir():
         raise ConfigError(f"--data {data}: no such folder")
-    faces, skipped = face_samples(data if data.is_dir() else None, args.photos)
+    if args.holdout and args.photos and data.is_dir() and len(list((data / "real" / "mask").glob("cdeb_*.jpg"))) < 6 * args.photos:
+        # with fewer than 2 photos between the default's picks, "halfway between" would be them again
+        raise ConfigError(f"--holdout needs at least {6 * args.photos} masked photos under {data / 'real' / 'mask'}; "
+                          "use a smaller --photos")
+    faces, skipped = face_samples(data if data.is_dir() else None, args.photos, args.holdout)
     if args.backgrounds < 1:
         raise ConfigError(f"--backgrounds must be at least 1, got {args.backgrounds}")
-    bgs = backgrounds(args.backgrounds)
+    bgs = backgrounds(args.backgrounds, seed=1 if args.holdout else 0)
     lores = None if args.single_stream else (cfg.camera.lores_width, cfg.camera.lores_height)
     views = _Views(lores)
     rows = []
@@ -421,6 +431,7 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
         "detection_stream": "full frame" if lores is None else f"{lores[0]}x{lores[1]} low-resolution stream (far-pass tiles from the full frame)",
         "faces": groups,
         "faces_left_out": skipped,
+        "holdout": args.holdout,
         "positions": [list(p) for p in POSITIONS],
         "face_free_frames": len(bgs),
         "match_iou": MATCH_IOU,
@@ -440,7 +451,8 @@ def render(report: dict[str, Any], sizes: list[int], markdown: bool = True) -> s
         f"faces: {faces} ({report['faces_left_out']} photos left out: no reference face), "
         f"{len(report['positions'])} positions, {report['face_free_frames']} face-free frames; "
         f"detector on the {report['detection_stream']}; found = IoU >= {report['match_iou']}; "
-        f"score threshold {report['score_threshold']}, {report['threads']} threads",
+        f"score threshold {report['score_threshold']}, {report['threads']} threads"
+        + ("; held-out photos and backgrounds (--holdout)" if report.get("holdout") else ""),
         "",
     ]
     head = ["detector", *[f"{s} px" for s in sizes], "false/frame", "ms/frame", "invokes"]
