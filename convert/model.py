@@ -64,9 +64,10 @@ class TrainConfig:
     # share of the TRAINING images of each origin that are used (seeded by file name; val and test
     # are never thinned): e.g. {synthetic = 0.35} when the trunk cache cannot afford every drawn mask
     keep: dict[str, float] = field(default_factory=dict)
-    # Average the head's weights over the epochs from this one on (0 = off) and judge / keep the
-    # average: real validation balanced accuracy moves 3-6 points between single epochs (issue 11),
-    # so the best single epoch is partly luck; the running average moves far less.
+    # Average the head's weights over the epochs from this one on (0 = off), at the learning rate
+    # reached by then, and keep the best of those means (early stopping judges the means too): real
+    # validation balanced accuracy moves 3-6 points between single epochs (issue 11), so the best
+    # single epoch is partly luck; a running mean moves far less.
     average_from: int = 0
 
 

@@ -466,6 +466,10 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
         epoch = state["epoch"] + 1
         # per-epoch generator: a resumed run draws the same batches as an uninterrupted one
         erng = np.random.default_rng([cfg.train.seed, 2, epoch])
+        averaging = bool(cfg.train.average_from) and epoch >= cfg.train.average_from
+        if averaging and epoch == cfg.train.average_from:
+            # the mean is what is kept from here on: it competes with later means, not with single epochs
+            state.update(best=None, wait=0, lr_wait=0)
         opt.learning_rate.assign(state["lr"])
         order = erng.permutation(len(tr_idx))
         view = erng.integers(0, views, len(tr_idx))
@@ -485,7 +489,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
         raw = tail.get_weights()
         # val has one (clean) view
         metrics = _val_metrics(_predict(tail, cache["val"].feats, va_idx), va_y, va_origin, n_classes)
-        if cfg.train.average_from and epoch >= cfg.train.average_from:
+        if averaging:
             # judge (and keep) the running mean of the epochs' weights; training goes on from `raw`
             n = state["averaged"]
             average = raw if average is None else [(a * n + w) / (n + 1) for a, w in zip(average, raw, strict=True)]
@@ -504,7 +508,9 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
         else:
             state["wait"] += 1
             state["lr_wait"] += 1
-            if state["lr_wait"] >= cfg.train.lr_patience:
+            # while averaging the rate stays put (as in stochastic weight averaging): a mean of
+            # weights taken at ever smaller steps leans towards the last few epochs
+            if state["lr_wait"] >= cfg.train.lr_patience and not averaging:
                 state["lr"] = state["lr"] / 2
                 state["lr_wait"] = 0
         tail.set_weights(raw)

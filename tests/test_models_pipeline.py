@@ -141,6 +141,7 @@ def test_weight_averaging_keeps_the_mean_of_the_epochs_across_a_resume(trained: 
     state = json.loads((run / "state.json").read_text())
     assert state["averaged"] == 2
     assert all("epoch_val_real_balanced_accuracy" in h for h in state["history"])
+    assert len({h["lr"] for h in state["history"]}) == 1  # the rate stays put while averaging
     assert json.loads((run / "summary.json").read_text())["averaged_epochs"] == state["history"][state["best_epoch"] - 1]["averaged"]
 
 
