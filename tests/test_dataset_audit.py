@@ -10,7 +10,9 @@ import pytest
 
 from convert.dataset.audit import Decision, load_audit, write_audit
 from convert.dataset.build import is_grey
+from edge.classes import ALL_CLASSES
 from edge.errors import ConfigError
+from edge.paths import repo_root
 
 
 def test_audit_round_trip_and_lookup_by_overlap(tmp_path: Path) -> None:
@@ -67,3 +69,11 @@ def test_grey_photos_are_told_from_colour_ones() -> None:
     colour = rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)
     assert is_grey(grey) and not is_grey(colour)
     assert is_grey(np.clip(grey.astype(int) + rng.integers(-2, 3, grey.shape), 0, 255).astype(np.uint8))  # JPEG chroma noise
+
+
+@pytest.mark.parametrize("name", ["rwmfd_audit.csv", "diverse_audit.csv", "real_subtype_audit.csv"])
+def test_the_committed_audits_load_and_give_a_reason_for_every_decision(name: str) -> None:
+    audit = load_audit(repo_root() / "convert" / "recipes" / name)
+    decisions = [d for ds in audit.by_file.values() for d in ds]
+    assert decisions
+    assert all(d.label in (*ALL_CLASSES, "drop") and d.reason.strip() for d in decisions)
