@@ -27,6 +27,11 @@ def models_dir() -> Path:
     return repo_root() / "models"
 
 
+def configured_models_dir(setting: str) -> Path:
+    """The folder ``classifier.models_dir`` names (``~`` expanded); empty = :func:`models_dir`."""
+    return Path(setting).expanduser() if setting else models_dir()
+
+
 def detector_path(configured: str = "", folder: Path | str | None = None, file_name: str = DETECTOR_MODEL) -> Path:
     """The detector file ``masknet run`` and ``masknet doctor`` both use: ``detector.model`` when
     set, else the one in the models folder (``--models`` / ``classifier.models_dir``), else the

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from edge.detector import Face, FaceDetector
 from edge.events import Event, EventLog
 from edge.indicators import Indicators
 from edge.manifest import Manifest, load_manifest
-from edge.paths import models_dir
+from edge.paths import configured_models_dir
 from edge.regions import detector_from_config
 from edge.sources import Frame
 from edge.timing import (
@@ -244,7 +243,7 @@ def load_models(
     """The detector and the cascade the config names (``manifest``: another set of classifiers,
     e.g. bench's float twins). Loading them first reports a broken model before any pin or
     camera is touched."""
-    mdir = Path(cfg.classifier.models_dir).expanduser() if cfg.classifier.models_dir else models_dir()
+    mdir = configured_models_dir(cfg.classifier.models_dir)
     if manifest is None:
         manifest = load_manifest(mdir, verify=True)
     cascade = Cascade(

@@ -50,7 +50,7 @@ from edge.detector import (
 )
 from edge.errors import ConfigError
 from edge.face_mesh import FaceLandmarker
-from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, detector_path, models_dir
+from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, configured_models_dir, detector_path
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, x1/y1 exclusive
 
@@ -300,7 +300,7 @@ def detector_model_file(cfg: Config, name: str | None = None, model: str | None 
     model = cfg.detector.model if model is None else model
     cls = DETECTORS.get(name)  # an unknown name is refused by create_detector
     file_name = cls.spec.model_file if cls is not None else DETECTOR_MODEL
-    folder = Path(cfg.classifier.models_dir).expanduser() if cfg.classifier.models_dir else models_dir()
+    folder = configured_models_dir(cfg.classifier.models_dir)
     return detector_path(model, folder, file_name)
 
 
@@ -322,7 +322,7 @@ def detector_from_config(cfg: Config, **overrides: Any) -> RegionDetector:
         raise ConfigError(f"detector {d['name']!r} cannot run over regions")
     mesh = None
     if d["relook"] == "mesh" and d["verify_threshold"] > 0:
-        folder = Path(cfg.classifier.models_dir).expanduser() if cfg.classifier.models_dir else models_dir()
+        folder = configured_models_dir(cfg.classifier.models_dir)
         # presence_threshold 0: the re-look compares the score itself with verify_threshold
         mesh = FaceLandmarker(detector_path("", folder, LANDMARK_MODEL), num_threads=cfg.runtime.threads, presence_threshold=0.0)
     return RegionDetector(
