@@ -18,10 +18,17 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)), dtype=np.result_type(a, b))
+    inter = intersection_matrix(a, b)
     ax0, ay0, ax1, ay1 = (a[:, i : i + 1] for i in range(4))
     bx0, by0, bx1, by1 = (b[:, i] for i in range(4))
-    inter = np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None) * np.clip(
-        np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None
-    )
     union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def intersection_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Overlap area of every box in ``a`` (N x 4) with every box in ``b`` (M x 4), in their dtype."""
+    ax0, ay0, ax1, ay1 = (a[:, i : i + 1] for i in range(4))
+    bx0, by0, bx1, by1 = (b[:, i] for i in range(4))
+    return np.clip(np.minimum(ax1, bx1) - np.maximum(ax0, bx0), 0, None) * np.clip(
+        np.minimum(ay1, by1) - np.maximum(ay0, by0), 0, None
+    )

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.boxes import iou
+from edge.boxes import intersection_matrix, iou
 from edge.config import Config
 from edge.detector import (
     DETECTORS,
@@ -278,8 +278,7 @@ def _drop_parts(faces: list[Face]) -> list[Face]:
         return faces
     boxes = np.stack([f.box for f in faces]).astype(np.float64)
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    lo, hi = np.maximum(boxes[:, None, :2], boxes[None, :, :2]), np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    inter = np.prod(np.clip(hi - lo, 0.0, None), axis=2)  # [i, j]: i's area inside j
+    inter = intersection_matrix(boxes, boxes)  # [i, j]: i's area inside j
     part = (inter >= INSIDE * area[:, None]) & (area[None, :] > area[:, None])
     return [f for f, p in zip(faces, part.any(axis=1), strict=True) if not p]
 
