@@ -102,6 +102,14 @@ def _reference_box(detector: Any, image: np.ndarray) -> np.ndarray | None:
     return None if best is None else best[1]
 
 
+def photo_groups(data: Path) -> dict[str, list[Path]]:
+    """The shared data's face photos the benchmark draws from, by group, sorted by name."""
+    return {
+        "unmasked": sorted((data / "real" / "no_mask_diverse").glob("utk_*.jpg")),
+        "masked": sorted((data / "real" / "mask").glob("cdeb_*.jpg")),
+    }
+
+
 def face_samples(data: Path | None, per_group: int, holdout: bool = False) -> tuple[list[FaceSample], int]:
     """The astronaut and up to ``per_group`` photos per group from ``data``; and how many were left out.
 
@@ -120,11 +128,7 @@ def face_samples(data: Path | None, per_group: int, holdout: bool = False) -> tu
     samples.append(FaceSample("astronaut", "astronaut", astro, box))
     skipped = 0
     if data is not None:
-        groups = {
-            "unmasked": sorted((data / "real" / "no_mask_diverse").glob("utk_*.jpg")),
-            "masked": sorted((data / "real" / "mask").glob("cdeb_*.jpg")),
-        }
-        for group, files in groups.items():
+        for group, files in photo_groups(data).items():
             if not files:
                 continue
             # evenly spread over the sorted names (UTKFace names sort by age; cdeb by source)
@@ -398,7 +402,7 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
     data = Path(args.data).expanduser() if args.data else repo_root().parent / "shared" / "data"
     if args.data and not data.is_dir():
         raise ConfigError(f"--data {data}: no such folder")
-    if args.holdout and args.photos and data.is_dir() and len(list((data / "real" / "mask").glob("cdeb_*.jpg"))) < 6 * args.photos:
+    if args.holdout and args.photos and data.is_dir() and len(photo_groups(data)["masked"]) < 6 * args.photos:
         # with fewer than 2 photos between the default's picks, "halfway between" would be them again
         raise ConfigError(f"--holdout needs at least {6 * args.photos} masked photos under {data / 'real' / 'mask'}; "
                           "use a smaller --photos")
