@@ -172,7 +172,6 @@ def test_the_holdout_bench_takes_other_photos_and_other_backgrounds(tmp_path: Pa
     assert not any(np.array_equal(a, b) for a, b in zip(backgrounds(6), backgrounds(6, seed=1), strict=True))
 
 
-
 def test_a_holdout_without_enough_photos_is_refused_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "data" / "real" / "mask").mkdir(parents=True)
     proc = masknet("detect", "--bench", "--data", "data", "--photos", "4", "--holdout", cwd=tmp_path)
