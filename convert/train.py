@@ -513,7 +513,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
             if state["lr_wait"] >= cfg.train.lr_patience and not averaging:
                 state["lr"] = state["lr"] / 2
                 state["lr_wait"] = 0
-        tail.set_weights(raw)
+        if averaging:
+            tail.set_weights(raw)  # training goes on from this epoch's own weights, not the mean
         state["epoch"] = epoch
         state["history"].append(metrics)
         tail.save_weights(run_dir / "last.weights.h5")

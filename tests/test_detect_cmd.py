@@ -174,5 +174,9 @@ def test_the_holdout_bench_takes_other_photos_and_other_backgrounds(tmp_path: Pa
 
 def test_a_holdout_without_enough_photos_is_refused_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "data" / "real" / "mask").mkdir(parents=True)
+    unmasked = tmp_path / "data" / "real" / "no_mask_diverse"
+    unmasked.mkdir(parents=True)
+    for i in range(24):  # enough unmasked photos (only their names are counted): the masked group is short
+        (unmasked / f"utk_{i:02d}.jpg").touch()
     proc = masknet("detect", "--bench", "--data", "data", "--photos", "4", "--holdout", cwd=tmp_path)
-    assert_clean_failure(proc, 2, "--holdout needs at least 24 masked photos", "smaller --photos")
+    assert_clean_failure(proc, 2, "--holdout needs at least 24 masked photos", "has 0", "smaller --photos")

@@ -402,10 +402,13 @@ def run_bench(args: argparse.Namespace, cfg: Config) -> int:
     data = Path(args.data).expanduser() if args.data else repo_root().parent / "shared" / "data"
     if args.data and not data.is_dir():
         raise ConfigError(f"--data {data}: no such folder")
-    if args.holdout and args.photos and data.is_dir() and len(photo_groups(data)["masked"]) < 6 * args.photos:
+    if args.holdout and args.photos and data.is_dir():
         # with fewer than 2 photos between the default's picks, "halfway between" would be them again
-        raise ConfigError(f"--holdout needs at least {6 * args.photos} masked photos under {data / 'real' / 'mask'}; "
-                          "use a smaller --photos")
+        for group, files in photo_groups(data).items():
+            if len(files) < 6 * args.photos:
+                folder = files[0].parent if files else data / "real"
+                raise ConfigError(f"--holdout needs at least {6 * args.photos} {group} photos, "
+                                  f"{folder} has {len(files)}; use a smaller --photos")
     faces, skipped = face_samples(data if data.is_dir() else None, args.photos, args.holdout)
     if args.backgrounds < 1:
         raise ConfigError(f"--backgrounds must be at least 1, got {args.backgrounds}")
