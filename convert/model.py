@@ -159,6 +159,11 @@ def _section(data: dict[str, Any], name: str, cls: type, path: Path) -> Any:
         raise ConfigError(f"{path}: [{name}]: {exc}") from None
 
 
+def augment_config(run_config: dict[str, Any], where: Path) -> AugmentConfig:
+    """The [augment] settings of a run's config.json (or a parsed config TOML), validated."""
+    return _section(run_config, "augment", AugmentConfig, where)
+
+
 def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Config:
     """Read a training config TOML (see convert/configs/). ``overrides`` maps "section.key" to values."""
     path = Path(path)

@@ -102,12 +102,28 @@ def read_calibration(list_path: Path, data_dir: Path) -> list[Path]:
     return paths
 
 
-def calibration_images(paths: list[Path], input_size: int) -> np.ndarray:
-    """Calibration crops exactly as the runtime feeds them (shared crop resize), as float 0..255."""
+def calibration_images(
+    paths: list[Path], input_size: int, views: int = 1, augment: Any = None, seed: int = 0
+) -> np.ndarray:
+    """Calibration crops exactly as the runtime feeds them (shared crop resize), as float 0..255.
+
+    ``views`` > 1 adds ``views - 1`` door-camera views of every crop (``augment``: the run's own
+    [augment] settings, seeded), so the int8 ranges are fixed on far, blurred, dark and noisy
+    faces as well as on clean ones: the door feeds both.
+    """
     from convert.files import load_rgb
+    from convert.train import augment as door_view
     from edge.crop import to_model_input
 
-    return np.stack([to_model_input(load_rgb(p), input_size) for p in paths]).astype(np.float32)
+    if views > 1 and augment is None:
+        raise ConfigError("door views for calibration need the run's [augment] settings")
+    out = []
+    for i, p in enumerate(paths):
+        image = load_rgb(p)
+        out.append(to_model_input(image, input_size))
+        rng = np.random.default_rng([seed, i])
+        out += [to_model_input(door_view(image, rng, augment), input_size) for _ in range(views - 1)]
+    return np.stack(out).astype(np.float32)
 
 
 def _quant(detail: dict[str, Any]) -> dict[str, Any]:
@@ -213,6 +229,7 @@ def quantize_run(
     output_dtype: str = "uint8",
     standalone: bool = False,
     log: Any = print,
+    door_views: int = 1,
 ) -> dict[str, Any]:
     """Quantize ``RUN_DIR/model.keras`` to ``<task>_int8.tflite`` (+ ``<task>_float.tflite``).
 
@@ -224,6 +241,7 @@ def quantize_run(
     import keras
 
     from convert.files import CONFIG_JSON, KERAS_MODEL, QUANTIZE_JSON, model_file, read_summary
+    from convert.model import augment_config
     from edge.paths import sha256_file
 
     run_dir = Path(run_dir)
@@ -233,11 +251,20 @@ def quantize_run(
     info = read_summary(run_dir)
     task, size = info["task"], int(info["input_size"])
     config_file = run_dir / CONFIG_JSON
-    cut = json.loads(config_file.read_text()).get("cut") if config_file.is_file() else None
+    run_config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    cut = run_config.get("cut")
+    if door_views < 1:
+        raise ConfigError(f"--door-views must be 1 or more, got {door_views}")
+    augment = None
+    if door_views > 1:
+        if "augment" not in run_config:
+            raise ModelError(f"{config_file}: no [augment] settings to make door views from; use --door-views 1")
+        augment = augment_config(run_config, config_file)
     model = keras.models.load_model(model_path, compile=False)
     paths = read_calibration(calibration, data_dir)
-    calib = calibration_images(paths, size)
-    log(f"[{task}] calibrating on {len(calib)} images from {calibration} ({size}px)")
+    calib = calibration_images(paths, size, door_views, augment)
+    log(f"[{task}] calibrating on {len(calib)} images from {calibration} ({size}px"
+        + (f", each clean and as {door_views - 1} door view(s))" if door_views > 1 else ")"))
     role = export_role(task, cut, standalone)
     export, representative, shared = export_form(model, calib, task, role, cut)
     int8 = write_bytes(model_file(run_dir, task, "int8"),
@@ -256,6 +283,7 @@ def quantize_run(
         "calibration": str(calibration),
         "calibration_sha256": sha256_file(calibration),
         "calibration_images": len(calib),
+        "calibration_door_views": door_views,
         "shared": shared,
         **q,
     }
@@ -275,10 +303,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--standalone", action="store_true",
                    help="export I-Mask-net as a whole image classifier instead of reading Mask-net's "
                         "shared trunk features (slower at the door; for runs trained with different cuts)")
+    p.add_argument("--door-views", type=int, default=1, metavar="N",
+                   help="calibrate on every listed crop and N-1 door-camera views of it, made with the run's "
+                        "[augment] settings (default 1: the clean crops only)")
 
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for run_dir in args.runs:
-        quantize_run(run_dir, args.data, args.calibration, args.output_dtype, args.standalone)
+        quantize_run(run_dir, args.data, args.calibration, args.output_dtype, args.standalone, door_views=args.door_views)
     return 0

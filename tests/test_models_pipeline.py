@@ -150,6 +150,44 @@ def test_a_negative_average_from_is_refused_naming_the_key(tmp_path: Path) -> No
         load_config(_config(tmp_path), {"train.average_from": -1})
 
 
+def test_door_views_calibrate_on_each_crop_and_seeded_camera_looks_of_it(tmp_path: Path) -> None:
+    from convert.model import AugmentConfig
+    from convert.quantize import calibration_images
+    from convert.tiny import make_tiny_dataset
+    from convert.train import model_input
+
+    data = make_tiny_dataset(tmp_path / "data", per_class=1, size=48)
+    paths = sorted((data / "train").glob("*/*.jpg"))[:3]
+    door = AugmentConfig(downscale_prob=1.0, face_px=(12.0, 20.0), noise_prob=1.0)
+    calib = calibration_images(paths, 32, views=3, augment=door)
+    assert calib.shape == (9, 32, 32, 3)
+    # every crop first as the door's clean crop, then its two door views: different, and the
+    # same again on the next call (the ranges of an export must not depend on the run)
+    for i, path in enumerate(paths):
+        assert np.array_equal(calib[3 * i], model_input(path, 32, None, None))
+        assert not np.array_equal(calib[3 * i + 1], calib[3 * i]) and not np.array_equal(calib[3 * i + 2], calib[3 * i + 1])
+    assert np.array_equal(calib, calibration_images(paths, 32, views=3, augment=door))
+    with pytest.raises(ConfigError, match="augment"):
+        calibration_images(paths, 32, views=2)
+
+
+@pytest.mark.slow
+def test_quantize_with_door_views_records_them_and_refuses_zero(trained: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from convert.quantize import quantize_run
+
+    run = tmp_path / "masknet"
+    shutil.copytree(trained["runs"] / "masknet", run)
+    calibration = trained["data"] / "calibration.txt"
+    listed = len([line for line in calibration.read_text().splitlines() if line.strip()])
+    result = quantize_run(run, trained["data"], calibration, log=lambda _msg: None, door_views=2)
+    assert result["calibration_images"] == 2 * listed and result["calibration_door_views"] == 2
+    assert json.loads((run / "quantize.json").read_text())["calibration_door_views"] == 2
+    with pytest.raises(ConfigError, match="--door-views"):
+        quantize_run(run, trained["data"], calibration, log=lambda _msg: None, door_views=0)
+
+
 @pytest.mark.slow
 def test_int8_model_takes_uint8_and_agrees_with_float(trained: dict[str, Path]) -> None:
     import keras
