@@ -207,7 +207,7 @@ def evaluate(
                 crop = found
         if face_px is not None:
             crop = shrink_face(crop, face_px, manifest.crop.margin)
-        row = {"label": label}
+        row = {"label": label, "image": _relative(path, data_dir)}
         for name, net in nets.items():
             if net.takes_features:
                 x = nets[net.spec.features_of].features(raw=raw[name])
@@ -246,6 +246,8 @@ def evaluate(
     if "masknet" in nets:
         put("masknet", [masknet_label(r["label"]) for r in rows], [r["masknet"] for r in rows],
             MASKNET_CLASSES, MASKNET_CLASSES)
+        # per image, so that two sets of models can be compared on the same images (the export gate)
+        result["masknet.answers"] = {r["image"]: r["masknet"] for r in rows}
     if "imasknet" in nets:
         sub = [r for r in rows if r["label"] in SUBTYPES]
         put("imasknet", [r["label"] for r in sub], [r["imasknet"] for r in sub], SUBTYPES, SUBTYPES)
@@ -261,6 +263,13 @@ def evaluate(
         put("fiveclass_as_masknet", [masknet_label(r["label"]) for r in rows],
             [masknet_label(r["fiveclass"]) for r in rows], MASKNET_CLASSES, MASKNET_CLASSES)
     return result
+
+
+def _relative(path: Path, data_dir: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(Path(data_dir).resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def report_of(result: dict[str, Any], prefix: str) -> dict[str, Any] | None:

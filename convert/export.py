@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from convert.evaluate import (
     TITLES,
     evaluate,
@@ -45,6 +47,7 @@ from convert.files import (
     run_crop,
 )
 from convert.metrics import markdown_report, measure_latency
+from edge.classes import MASKNET_CLASSES, masknet_label
 from edge.crop import CropSpec
 from edge.errors import MasknetError
 from edge.manifest import ModelSpec, write_manifest
@@ -127,8 +130,6 @@ def _brief(result: dict[str, Any], prefix: str) -> dict[str, Any] | None:
 
 def latency_sweep(sizes: list[int], config: Path, threads: list[int], runs: int, out: Path) -> dict[str, Any]:
     """Time random-weight int8 (and float) Mask-nets at each input size with LiteRT."""
-    import numpy as np
-
     from convert.model import build_model, load_config
     from convert.quantize import convert_float, quantize_keras, write_bytes
 
@@ -152,6 +153,16 @@ def latency_sweep(sizes: list[int], config: Path, threads: list[int], runs: int,
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")
     return results
+
+
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a share between 0.5 and 1, got {text!r}") from None
+    if not 0.5 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a share between 0.5 and 1, got {value}")
+    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -178,6 +189,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the photos the shipped models were trained on (column 'base', as in index.csv): the gate then "
                         "compares old and new models on the real validation photos outside that list, which neither "
                         "has trained on (needed once after a rebuild re-splits the photos)")
+    p.add_argument("--gate-confidence", type=_confidence, default=0.9, metavar="P",
+                   help="replace the shipped models only when the new Mask-net has the higher balanced accuracy in "
+                        "at least this share of paired bootstrap resamples of the gate's photos (default 0.9; 0.5 "
+                        "would be a coin flip: real val moves a few points between epochs and seeds)")
     p.add_argument("--force", action="store_true",
                    help="replace the models in --out even when they score higher on the real validation photos")
 
@@ -203,6 +218,26 @@ def real_views(data: Path, models: Path, kind: str, evals: dict[str, dict[str, A
     print(f"resolution curve {kind} ...", flush=True)
     evals[f"{kind}_curve"] = resolution_curve(data / "test", models, list(CURVE_PX), origin="real", num_threads=2, progress=False)
     (staging / f"curve_{kind}.json").write_text(json.dumps(evals[f"{kind}_curve"], indent=2))
+
+
+GATE_RESAMPLES = 2000
+
+
+def gate_share_ahead(new: dict[str, Any] | None, old: dict[str, Any] | None) -> float | None:
+    """How sure the gate can be that the new Mask-net is better: the share of paired bootstrap
+    resamples of the photos both were scored on in which it has the higher balanced accuracy.
+    None when either evaluation lacks per-image answers (made by an older `masknet evaluate`)."""
+    from convert.metrics import share_ahead
+
+    a, b = (r.get("masknet.answers") if r else None for r in (new, old))
+    if not a or not b:
+        return None
+    images = sorted(set(a) & set(b))
+    if not images:
+        return None
+    truth = [MASKNET_CLASSES.index(masknet_label(Path(i).parent.name)) for i in images]
+    return share_ahead(np.array(truth), np.array([MASKNET_CLASSES.index(a[i]) for i in images]),
+                       np.array([MASKNET_CLASSES.index(b[i]) for i in images]), GATE_RESAMPLES)
 
 
 def unseen_by_before(data: Path, seen_csv: Path, models: dict[str, Path], evals: dict[str, dict[str, Any]],
@@ -264,14 +299,25 @@ def run(args: argparse.Namespace) -> int:
         unseen_by_before(args.data, args.gate_unseen, {"int8": export_dir(args.runs, "int8"), "before": out},
                          evals, staging)
     refuse = None
+    gate_note = ""
     if f"before_{gate}" in evals:
         new_bal = _bal(evals.get(f"int8_{gate}"), "masknet")
         old_bal = _bal(evals.get(f"before_{gate}"), "masknet")
         photos = "real validation photos" + (" the shipped models never trained on" if args.gate_unseen else "")
-        print(f"Mask-net balanced accuracy on the {photos}: new {new_bal}, shipped {old_bal}")
-        if new_bal is not None and old_bal is not None and new_bal <= old_bal and not args.force:
-            refuse = (f"the new Mask-net ({new_bal:.4f}) does not beat the shipped one ({old_bal:.4f}) on the {photos}; "
-                      f"{out} is left as it is (staged files, evaluations and REPORT.md in {staging}; "
+        ahead = gate_share_ahead(evals.get(f"int8_{gate}"), evals.get(f"before_{gate}"))
+        gate_note = (f"new {new_bal:.4f}, shipped {old_bal:.4f}" if new_bal is not None and old_bal is not None else "")
+        if ahead is not None:
+            gate_note += (f"; the new Mask-net is ahead in {ahead:.0%} of {GATE_RESAMPLES:,} paired bootstrap resamples "
+                          f"of the photos (needs {args.gate_confidence:.0%})")
+        print(f"Mask-net balanced accuracy on the {photos}: {gate_note}")
+        if ahead is not None:
+            beaten = ahead >= args.gate_confidence
+        else:  # evaluations from before per-image answers were kept: plain comparison
+            beaten = new_bal is not None and old_bal is not None and new_bal > old_bal
+        if new_bal is not None and old_bal is not None and not beaten and not args.force:
+            refuse = (f"the new Mask-net ({new_bal:.4f}) does not beat the shipped one ({old_bal:.4f}) on the {photos}"
+                      + (f" (ahead in {ahead:.0%} of bootstrap resamples, needs {args.gate_confidence:.0%})" if ahead is not None else "")
+                      + f"; {out} is left as it is (staged files, evaluations and REPORT.md in {staging}; "
                       "--force replaces anyway)")
     # choose by validation only
     pipeline = args.pipeline
@@ -307,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
 
     if refuse is not None:
         report = staging / "REPORT.md"
-        report.write_text(render_report(args, tasks, ship, pipeline, choice_note, evals, latency, staging), encoding="utf-8")
+        report.write_text(render_report(args, tasks, ship, pipeline, choice_note, evals, latency, staging, gate_note), encoding="utf-8")
         raise MasknetError(refuse)
     out.mkdir(parents=True, exist_ok=True)
     specs = {}
@@ -336,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = write_manifest(out, pipeline, specs, crop)
     print(f"wrote {manifest} (pipeline {pipeline}: {', '.join(ship)}; crop {crop.describe()})")
     report = out / "REPORT.md"
-    report.write_text(render_report(args, tasks, ship, pipeline, choice_note, evals, latency, staging), encoding="utf-8")
+    report.write_text(render_report(args, tasks, ship, pipeline, choice_note, evals, latency, staging, gate_note), encoding="utf-8")
     print(f"wrote {report}")
     return 0
 
@@ -378,6 +424,7 @@ def render_report(
     evals: dict[str, dict[str, Any]],
     latency: dict[str, Any],
     staging: Path,
+    gate_note: str = "",
 ) -> str:
     data = args.data
     runs = args.runs
@@ -428,6 +475,9 @@ def render_report(
                  f"`masknet evaluate {data}/val --origin real --exclude {args.gate_unseen}`): the data build splits "
                  "the photos anew, so on `val_real` as a whole the shipped models are scored partly on their own "
                  "training photos.")
+        L.append("")
+    if gate_note:
+        L.append(f"Gate figures (Mask-net balanced accuracy, int8): {gate_note}.")
         L.append("")
     L.append("## int8 test tables (like the paper's Tables 1 and 2)")
     for prefix, title in TITLES.items():

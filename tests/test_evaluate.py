@@ -89,6 +89,30 @@ def test_cascade_scores_subtypes_only_when_both_stages_are_right(tmp_path: Path,
     assert r["cascade.accuracy"] == pytest.approx(3 / 5)
     assert r["cascade.per_class"]["mask_over_chin"]["recall"] == pytest.approx(0.5)
     assert r["cascade.per_class"]["mask"]["support"] == 2
+    # per image, by path in the folder: what the export gate pairs two sets of models on
+    assert r["masknet.answers"]["mask/mask_1.jpg"] == "no_mask" and len(r["masknet.answers"]) == 6
+
+
+def test_the_gate_pairs_the_photos_and_wants_a_win_beyond_the_noise() -> None:
+    from convert.export import gate_share_ahead
+    from convert.metrics import share_ahead
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 600)
+    right = np.where(rng.random(600) < 0.95, y, (y + 1) % 3)  # 95 % right
+    worse = np.where(rng.random(600) < 0.85, y, (y + 1) % 3)  # 85 % right
+    one_more = right.copy()
+    one_more[np.flatnonzero(right != y)[0]] = y[np.flatnonzero(right != y)[0]]  # one more face right
+    assert share_ahead(y, right, worse) > 0.99 and share_ahead(y, worse, right) < 0.01
+    assert share_ahead(y, right, right) == 0.5  # the same answers: a coin flip, never a win
+    assert 0.5 < share_ahead(y, one_more, right) < 0.9  # one face is not a win the gate takes
+    assert share_ahead(y, right, worse) == share_ahead(y, right, worse)  # seeded
+    # the gate reads the evaluations' per-image answers, paired by image
+    names = [f"{MASKNET_CLASSES[c]}/{i:03d}.jpg" for i, c in enumerate(y)]
+    new = {"masknet.answers": {n: MASKNET_CLASSES[p] for n, p in zip(names, right, strict=True)}}
+    old = {"masknet.answers": {n: MASKNET_CLASSES[p] for n, p in zip(names, worse, strict=True)}}
+    assert gate_share_ahead(new, old) == pytest.approx(share_ahead(y, right, worse))
+    assert gate_share_ahead(new, {"masknet.balanced_accuracy": 0.9}) is None  # an older evaluation
 
 
 def test_cli_writes_flat_json_and_png(tmp_path: Path, fake_models, capsys) -> None:
