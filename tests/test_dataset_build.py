@@ -17,7 +17,8 @@ from convert.dataset.build import INDEX_COLUMNS, BaseFace, Builder, Record
 from convert.dataset.calibration import select
 from convert.dataset.phash import near_duplicate_pairs, phash, phash_pair
 from convert.dataset.recipe import load_recipe, parse_recipe
-from convert.dataset.split import assign_splits
+from convert.dataset.split import assign_splits, pinned_split, read_split_pins
+from edge.errors import ConfigError
 from edge.paths import DETECTOR_MODEL, LANDMARK_MODEL, models_dir
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -114,6 +115,59 @@ def test_identities_photos_and_near_duplicates_share_a_split(tmp_path):
     rows = [{"group": groups[r.base], "base": r.base, "split": splits[groups[r.base]]} for r in b.records]
     assert_identity_disjoint(rows)
     assert {r["split"] for r in rows} == {"train", "val", "test"}
+
+
+def test_pinned_splits_survive_a_relabel_and_new_photos(tmp_path):
+    """An audit that moves one face to another class, or new photos, must not re-draw the split of
+    the photos an earlier build (and the models trained on it) already placed."""
+    import dataclasses
+
+    rng = np.random.default_rng(1)
+    bases = [BaseFace(f"s/p{i}.jpg#0", "s", "no_mask" if i % 2 else "mask", f"s/p{i}.jpg", None,
+                      (int(rng.integers(0, 2**63)), int(rng.integers(0, 2**63)))) for i in range(300)]
+    b = _builder_with(bases, tmp_path)
+    groups = b.group()
+    drawn = b.split(groups)
+    first = {base.base: drawn[groups[base.base]] for base in bases}
+    pins = tmp_path / "pins.csv"
+    pins.write_text("base,split\n" + "".join(f"{k},{v}\n" for k, v in first.items()))
+    # without pins, one relabelled face re-draws its strata: some other photo changes split
+    relabelled = [dataclasses.replace(bases[0], label="no_mask")] + bases[1:]
+    redrawn = _builder_with(relabelled, tmp_path / "a")
+    g = redrawn.group()
+    assert any(redrawn.split(g)[g[k]] != v for k, v in first.items())
+    # with them, every pinned photo keeps its split, and 40 new photos are drawn into all three
+    new = [BaseFace(f"s/new{i}.jpg#0", "s", "mask", f"s/new{i}.jpg", None,
+                    (int(rng.integers(0, 2**63)), int(rng.integers(0, 2**63)))) for i in range(40)]
+    pinned = _builder_with(relabelled + new, tmp_path / "b")
+    pinned.recipe = dataclasses.replace(pinned.recipe, split_pins=pins)
+    g = pinned.group()
+    splits = pinned.split(g)
+    assert all(splits[g[k]] == v for k, v in first.items())
+    assert {splits[g[f"s/new{i}.jpg#0"]] for i in range(40)} == {"train", "val", "test"}
+    assert pinned.pin_stats is not None and pinned.pin_stats["drawn_groups"] == 40
+    # a group joining photos pinned to different splits goes to the earliest: never to val or test
+    # a photo that was trained on
+    assert pinned_split(["a", "b"], {"a": "test", "b": "train"}) == "train"
+    assert pinned_split(["c"], {"a": "test"}) is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("base,split\nx.jpg#0,holdout\n", "line 2: split 'holdout'"),
+    ("base,split\nx.jpg#0,train\nx.jpg#0,test\n", "pinned to both train and test"),
+    ("file,fold\nx,1\n", "'base' and 'split' columns"),
+])
+def test_bad_split_pins_are_one_clear_error(tmp_path, text, message):
+    pins = tmp_path / "pins.csv"
+    pins.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        read_split_pins(pins)
+
+
+def test_a_missing_pins_file_is_named_in_the_recipe_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[split\]: pins = 'nowhere.csv'.*not found"):
+        parse_recipe({"split": {"pins": "nowhere.csv"}, "source": [{"name": "s", "path": str(tmp_path)}]},
+                     path=tmp_path / "r.toml")
 
 
 # -- a real build on skimage's astronaut ----------------------------------------------------

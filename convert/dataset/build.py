@@ -31,6 +31,7 @@ from edge.crop import CROP_MARGIN, CropSpec
 from edge.detector import BlazeFaceDetector, Face
 from edge.errors import ConfigError
 from edge.face_mesh import FaceLandmarker
+from edge.paths import sha256_file
 
 from .audit import FaceAudit, load_audit
 from .faces import FoundFace, best_match, choose_faces, detect
@@ -38,7 +39,7 @@ from .phash import UnionFind, group_near_duplicates, phash_pair
 from .recipe import REPO_ROOT, Recipe, SourceSpec
 from .recolour import load_textures, recolour_face
 from .sources import SourceItem, list_source
-from .split import SPLITS, assign_splits
+from .split import SPLITS, assign_splits, pinned_split, read_split_pins
 from .synth import Template, draw_mask, load_templates, state_is_right
 
 ORIGINS = ("real", "recoloured", "synthetic")
@@ -143,6 +144,7 @@ class Builder:
         except ValueError as exc:
             raise ConfigError(f"{recipe.path or 'recipe'} [crop]: {exc}") from None
         self.report = Report()
+        self.pin_stats: dict[str, object] | None = None
         self.records: list[Record] = []
         self.bases: list[BaseFace] = []
         self.detector = BlazeFaceDetector(score_threshold=recipe.detector_score, num_threads=1)
@@ -338,12 +340,27 @@ class Builder:
         for b in self.bases:
             members[groups[b.base]].append(b)
         size = Counter(groups[r.base] for r in self.records)
+        pins = read_split_pins(self.recipe.split_pins) if self.recipe.split_pins else {}
+        pinned: dict[str, str] = {}
         strata = {}
         for gid, bs in members.items():
+            # a group with a pinned photo keeps the split an earlier build gave it: a relabel or a
+            # new photo must not re-draw the split of everything else (docs/dataset.md, "Split")
+            where = pinned_split([b.base for b in bs], pins)
+            if where is not None:
+                pinned[gid] = where
+                continue
             # the group's stratum is its most common (source, class), ties broken by name
             key = min(Counter((b.source, b.label) for b in bs).items(), key=lambda kv: (-kv[1], kv[0]))[0]
             strata[gid] = (f"{key[0]}/{key[1]}", size[gid])
-        return assign_splits(strata, self.recipe.split, self.recipe.seed)
+        if pins:
+            self.pin_stats = {
+                "file": str(self.recipe.split_pins), "sha256": sha256_file(self.recipe.split_pins),
+                "pinned_groups": len(pinned), "drawn_groups": len(strata),
+                "pinned_images": sum(size[g] for g in pinned), "drawn_images": sum(size[g] for g in strata),
+            }
+            self.log(f"split pins: {len(pinned)} groups keep their split, {len(strata)} new ones drawn")
+        return {**assign_splits(strata, self.recipe.split, self.recipe.seed), **pinned}
 
     def run(self) -> dict[str, object]:
         t0 = time.monotonic()
@@ -432,6 +449,8 @@ class Builder:
             "code_version": code_version(),
             "file_list_sha256": hashlib.sha256(file_list.encode()).hexdigest(),
             "seconds": {"read_and_make": round(t_read, 1), "group_split_write": round(t_split, 1)},
+            # only when the recipe pins splits, so an unpinned build's dataset.json is as before
+            **({"split_pins": self.pin_stats} if self.pin_stats else {}),
         }
 
 

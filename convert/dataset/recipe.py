@@ -81,6 +81,8 @@ class Recipe:
     synth_recolour: float = 0.5  # fraction of synthetic masks recoloured before warping
     sources: tuple[SourceSpec, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict)
+    # index.csv-like CSV (base, split) of an earlier build: those photo faces keep their split
+    split_pins: Path | None = None
 
 
 def _where(path: Path | None) -> str:
@@ -269,7 +271,19 @@ def parse_recipe(data: dict[str, Any], path: Path | None = None, root: Path | No
         synth_recolour=float(_take(synth, "recolour", (int, float), 0.5, f"{where} [synthetic]")),
         sources=tuple(sources),
         raw=data,
+        split_pins=_pins_file(split, base, f"{where} [split]"),
     )
+
+
+def _pins_file(split: dict[str, Any], base: Path, where: str) -> Path | None:
+    text = _take(split, "pins", str, None, where)
+    if text is None:
+        return None
+    path = _expand(text, base)
+    if not path.is_file():
+        raise ConfigError(f"{where}: pins = {text!r}: {path} not found (a CSV with base and split columns, "
+                          "e.g. an earlier build's index.csv)")
+    return path
 
 
 def load_recipe(path: str | Path, root: str | Path | None = None) -> Recipe:

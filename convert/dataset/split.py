@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
+
+from edge.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
@@ -48,3 +51,32 @@ def assign_splits(
             out[gid] = SPLITS[k]
             filled[k] += n
     return out
+
+
+def read_split_pins(path: Path) -> dict[str, str]:
+    """photo face (`base`) -> split, from a CSV with `base` and `split` columns (an earlier build's
+    index.csv, or the pins file made from one)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the split pins ({exc.strerror})") from None
+    if not rows or not {"base", "split"} <= set(rows[0]):
+        raise ConfigError(f"{path}: split pins need a CSV with 'base' and 'split' columns (as in index.csv)")
+    pins: dict[str, str] = {}
+    for i, row in enumerate(rows, start=2):
+        if row["split"] not in SPLITS:
+            raise ConfigError(f"{path}: line {i}: split {row['split']!r} is not one of {', '.join(SPLITS)}")
+        if pins.setdefault(row["base"], row["split"]) != row["split"]:
+            raise ConfigError(f"{path}: line {i}: {row['base']} is pinned to both {pins[row['base']]} and {row['split']}")
+    return pins
+
+
+def pinned_split(bases: list[str], pins: Mapping[str, str]) -> str | None:
+    """The split of a group from its members' pins: the earliest of train, val, test that any member
+    is pinned to, so a photo once trained on never lands in val or test (a group can join photos
+    that an earlier build kept apart); None when no member is pinned."""
+    found = {pins[b] for b in bases if b in pins}
+    return min(found, key=SPLITS.index) if found else None
