@@ -81,7 +81,8 @@ def list_images(
 
 def read_photo_list(path: Path) -> frozenset[str]:
     """The `base` column of a CSV (photo file + face number, as in index.csv), e.g. the photos a
-    set of models was trained on (convert/recipes/shipped_v2_train_photos.csv)."""
+    set of models was trained on (convert/recipes/shipped_v2_train_photos.csv). A CSV with a
+    `split` column too (an index.csv, convert/recipes/split_pins.csv) gives its train rows."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
@@ -89,7 +90,7 @@ def read_photo_list(path: Path) -> frozenset[str]:
         raise MasknetError(f"{path}: cannot read the photo list ({exc.strerror})") from None
     if not rows or "base" not in rows[0]:
         raise MasknetError(f"{path}: expected a CSV with a 'base' column (photo#face, as in index.csv)")
-    return frozenset(r["base"] for r in rows)
+    return frozenset(r["base"] for r in rows if r.get("split", "train") == "train")
 
 
 def empty_class_folders(data_dir: Path) -> list[str]:

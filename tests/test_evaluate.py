@@ -168,6 +168,10 @@ def test_exclude_leaves_out_every_image_made_from_a_listed_photo(tmp_path: Path,
     out = tmp_path / "r.json"
     assert ev.run(parser.parse_args([str(data), "--models", str(models), "--exclude", str(seen), "--json", str(out)])) == 0
     assert json.loads(out.read_text())["n"] == 2
+    # a CSV with a split column (split pins, an index.csv): only its train rows were trained on
+    pins = tmp_path / "pins.csv"
+    pins.write_text("base,split\nreal/mask/a.jpg#0,train\nreal/no_mask/c.jpg#1,test\n")
+    assert ev.read_photo_list(pins) == {"real/mask/a.jpg#0"}
 
 
 @pytest.mark.parametrize(("text", "message"), [
