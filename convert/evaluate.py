@@ -190,6 +190,7 @@ def evaluate(
         except ImportError:  # the edge install has no tqdm; run quietly
             pass
     rows: list[dict[str, str]] = []
+    root = Path(data_dir).resolve()  # list_images gives resolved paths: answers are keyed relative to it
     unreadable: list[str] = []
     no_face = 0
     for path, label in bar:
@@ -208,7 +209,7 @@ def evaluate(
                 crop = found
         if face_px is not None:
             crop = shrink_face(crop, face_px, manifest.crop.margin)
-        row = {"label": label, "image": _relative(path, data_dir)}
+        row = {"label": label, "image": _relative(path, root)}
         for name, net in nets.items():
             if net.takes_features:
                 x = nets[net.spec.features_of].features(raw=raw[name])
@@ -266,9 +267,9 @@ def evaluate(
     return result
 
 
-def _relative(path: Path, data_dir: Path) -> str:
+def _relative(path: Path, root: Path) -> str:
     try:
-        return Path(path).resolve().relative_to(Path(data_dir).resolve()).as_posix()
+        return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from convert.evaluate import list_images, shrink_face  # noqa: E402
 from convert.files import load_rgb  # noqa: E402
+from convert.metrics import classification_report  # noqa: E402
 from edge.classes import MASKNET_CLASSES, SUBTYPES, masknet_label  # noqa: E402
 from edge.cli_io import parse_number_list  # noqa: E402
 from edge.crop import CROP_MARGIN, to_model_input  # noqa: E402
@@ -33,10 +34,6 @@ def _split(outputs: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
     """(class probabilities, the other outputs: Mask-net's trunk features)."""
     probs = next(o for o in outputs if o.size == 3)
     return probs.reshape(-1), [o for o in outputs if o.size != 3]
-
-
-def _balanced(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
 
 
 def agreement(runs: Path, data: Path, origin: str | None, sizes: list[int | None]) -> list[dict[str, object]]:
@@ -68,8 +65,9 @@ def agreement(runs: Path, data: Path, origin: str | None, sizes: list[int | None
             if not truth:
                 continue
             t, f, q = np.array(truth), np.array(p["float"]), np.array(p["int8"])
-            rows.append({"level": level, "face_px": px or "crop", "n": len(t), "float": _balanced(t, f),
-                         "int8": _balanced(t, q), "agree": float(np.mean(f == q))})
+            rows.append({"level": level, "face_px": px or "crop", "n": len(t),
+                         "float": classification_report(t, f, 3)["balanced_accuracy"],
+                         "int8": classification_report(t, q, 3)["balanced_accuracy"], "agree": float(np.mean(f == q))})
     return rows
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 from collections import defaultdict
 from collections.abc import Mapping
@@ -56,8 +57,6 @@ def assign_splits(
 def read_split_pins(path: Path) -> dict[str, str]:
     """photo face (`base`) -> split, from a CSV with `base` and `split` columns (an earlier build's
     index.csv, or the pins file made from one)."""
-    import csv
-
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
