@@ -2,8 +2,14 @@
 
 Models are quantized with uint8 input (the camera's pixels go straight in: the model's own
 Rescaling layer turns them into [-1, 1], so the input scale is 1.0 and zero point 0), per-channel
-int8 weights, int8 activations, and uint8 output (softmax probabilities with scale 1/256). Every
-op is integer, so the same file also runs on integer-only accelerators.
+int8 weights, int8 activations, and uint8 output (softmax probabilities with scale 1/256).
+
+Every op is integer except the layers named by ``--float-layers``: by default MobileNetV2's first
+depthwise convolution (``expanded_conv_depthwise``), the one layer whose int8 output error is far
+above rounding noise (1.3 steps RMS against 0.3-0.8 for the others, measured with TFLite's
+quantization debugger on real faces; docs/training.md "Where the int8 error comes from"). It runs
+in float between a dequantize and a quantize op; input, output and the shared trunk features stay
+uint8. ``--float-layers none`` gives an all-integer file for integer-only accelerators.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,15 +34,21 @@ def _tf() -> Any:
     return tf
 
 
+# MobileNetV2's first depthwise convolution (with its BatchNorm and ReLU6 fused into one op).
+DEFAULT_FLOAT_LAYERS = ("expanded_conv_depthwise_relu",)
+
+
 def quantize_keras(
     model: Any,
     representative: Callable[[], Iterable[np.ndarray]],
     output_dtype: str = "uint8",
+    float_layers: Iterable[str] = (),
 ) -> bytes:
-    """Convert a Keras model (float input of 0..255 pixels) to a full-integer TFLite flatbuffer.
+    """Convert a Keras model (float input of 0..255 pixels) to an int8 TFLite flatbuffer.
 
     ``representative`` yields single images (HxWx3, 0..255) or batches of one; the converter
-    runs them through the float model to pick each activation's range.
+    runs them through the float model to pick each activation's range. The ops made from
+    ``float_layers`` (Keras layer names) stay float; every other op is integer.
     """
     tf = _tf()
     if output_dtype not in ("uint8", "int8", "float32"):
@@ -53,12 +66,48 @@ def quantize_keras(
     converter.representative_dataset = gen
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
+    out_type = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[output_dtype]
     if output_dtype != "float32":
-        converter.inference_output_type = tf.uint8 if output_dtype == "uint8" else tf.int8
+        converter.inference_output_type = out_type
+    float_layers = list(float_layers)
     try:
-        return bytes(converter.convert())
+        if not float_layers:
+            return bytes(converter.convert())
+        # Keeping chosen ops float is not part of the public converter API; TFLite's own
+        # QuantizationDebugger does it this way: calibrate, then quantize with a denylist.
+        from tensorflow.lite.python import convert as tflite_convert
+
+        converter._experimental_calibrate_only = True
+        calibrated = converter.convert()
+        return bytes(tflite_convert.mlir_quantize(
+            calibrated, input_data_type=tf.uint8, output_data_type=out_type,
+            denylisted_nodes=float_nodes(calibrated, float_layers)))
+    except ModelError:
+        raise
     except Exception as exc:  # the converter raises many unrelated types; report one line
         raise ModelError(f"int8 conversion failed: {' '.join(str(exc).split())[:300]}") from exc
+
+
+def float_nodes(calibrated: bytes, layers: Iterable[str]) -> list[str]:
+    """The output tensor names of the ops the converter made from these Keras layers.
+
+    A converted op's name joins the names of the graph ops fused into it (``a;b;c``), each a
+    path whose parts are Keras layer names with a ``_N`` suffix; a layer owns an op when it is
+    one of those parts.
+    """
+    from edge.litert import load_runtime
+
+    interp = load_runtime().interpreter_class(model_content=calibrated)
+    tensors = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    outputs = [tensors[i] for op in interp._get_ops_details() for i in op["outputs"]]
+    nodes = []
+    for layer in layers:
+        owns = re.compile(rf"{re.escape(layer)}(_\d+)?")
+        hits = [n for n in outputs if any(owns.fullmatch(part) for seg in n.split(";") for part in seg.split("/"))]
+        if not hits:
+            raise ModelError(f"float layer {layer!r}: no op of the converted model comes from it")
+        nodes += hits
+    return nodes
 
 
 def convert_float(model: Any) -> bytes:
@@ -230,6 +279,7 @@ def quantize_run(
     standalone: bool = False,
     log: Any = print,
     door_views: int = 1,
+    float_layers: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """Quantize ``RUN_DIR/model.keras`` to ``<task>_int8.tflite`` (+ ``<task>_float.tflite``).
 
@@ -267,12 +317,18 @@ def quantize_run(
         + (f", each clean and as {door_views - 1} door view(s))" if door_views > 1 else ")"))
     role = export_role(task, cut, standalone)
     export, representative, shared = export_form(model, calib, task, role, cut)
+    kept_float = export_float_layers(export, float_layers)
+    if kept_float:
+        log(f"[{task}] keeping {', '.join(kept_float)} float")
     int8 = write_bytes(model_file(run_dir, task, "int8"),
-                       quantize_keras(export, lambda: iter(representative), output_dtype))
+                       quantize_keras(export, lambda: iter(representative), output_dtype, kept_float))
     flt = write_bytes(model_file(run_dir, task, "float"), convert_float(export))
     q = io_quantization(int8)
     if q["input"]["dtype"] != "uint8":
         raise ModelError(f"{int8}: input is {q['input']['dtype']}, expected uint8")
+    if "features" in q and q["features"]["dtype"] != "uint8":
+        raise ModelError(f"{int8}: the trunk features came out {q['features']['dtype']}, expected uint8; "
+                         f"is the cut layer {cut!r} among --float-layers?")
     result = {
         "task": task,
         "role": role,
@@ -284,6 +340,7 @@ def quantize_run(
         "calibration_sha256": sha256_file(calibration),
         "calibration_images": len(calib),
         "calibration_door_views": door_views,
+        "float_layers": kept_float,
         "shared": shared,
         **q,
     }
@@ -291,6 +348,31 @@ def quantize_run(
     log(f"[{task}] wrote {int8} ({result['int8_bytes'] / 1e6:.2f} MB, {role}) and {flt.name} "
         f"({result['float_bytes'] / 1e6:.2f} MB); input {q['input']}, output {q['output']}")
     return result
+
+
+def export_float_layers(export: Any, float_layers: Iterable[str] | None) -> list[str]:
+    """The layers to keep float in this exported model (see ``quantize_run``)."""
+    names = {layer.name for layer in export.layers}
+    if float_layers is None:
+        return [name for name in DEFAULT_FLOAT_LAYERS if name in names]
+    wanted = list(float_layers)
+    missing = [name for name in wanted if name not in names]
+    if missing:
+        raise ConfigError(f"--float-layers: {export.name} has no layer {missing[0]!r} "
+                          f"(its layers include {', '.join(sorted(names)[:6])}, ...)")
+    return wanted
+
+
+def parse_float_layers(text: str | None) -> list[str] | None:
+    """``--float-layers``: None (the default), ``none`` (all integer) or comma-separated names."""
+    if text is None:
+        return None
+    if text.strip().lower() == "none":
+        return []
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ConfigError("--float-layers: give layer names separated by commas, or none")
+    return names
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -306,10 +388,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--door-views", type=int, default=1, metavar="N",
                    help="calibrate on every listed crop and N-1 door-camera views of it, made with the run's "
                         "[augment] settings (default 1: the clean crops only)")
+    p.add_argument("--float-layers", default=None, metavar="NAMES",
+                   help="Keras layers to keep float, comma-separated, or none for an all-integer file "
+                        f"(default: {', '.join(DEFAULT_FLOAT_LAYERS)}, where the model has it)")
 
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    float_layers = parse_float_layers(args.float_layers)
     for run_dir in args.runs:
-        quantize_run(run_dir, args.data, args.calibration, args.output_dtype, args.standalone, door_views=args.door_views)
+        quantize_run(run_dir, args.data, args.calibration, args.output_dtype, args.standalone,
+                     door_views=args.door_views, float_layers=float_layers)
     return 0

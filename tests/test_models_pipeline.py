@@ -188,6 +188,45 @@ def test_quantize_with_door_views_records_them_and_refuses_zero(trained: dict[st
         quantize_run(run, trained["data"], calibration, log=lambda _msg: None, door_views=0)
 
 
+def _float_ops(path: Path) -> list[str]:
+    """The op types of a TFLite file whose output is float32."""
+    from edge.litert import load_runtime
+
+    interp = load_runtime().interpreter_class(model_path=str(path))
+    dtypes = {t["index"]: t["dtype"] for t in interp.get_tensor_details()}
+    return [op["op_name"] for op in interp._get_ops_details() if any(dtypes[i] == np.float32 for i in op["outputs"])]
+
+
+@pytest.mark.slow
+def test_the_first_depthwise_conv_stays_float_unless_told_otherwise(trained: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    from convert.quantize import parse_float_layers, quantize_run
+
+    # the default, as the `trained` fixture quantized: Mask-net keeps its first depthwise conv
+    # float between a dequantize and a quantize; I-Mask-net (layers after the cut) has none
+    runs = trained["runs"]
+    assert json.loads((runs / "masknet" / "quantize.json").read_text())["float_layers"] == ["expanded_conv_depthwise_relu"]
+    assert sorted(_float_ops(runs / "masknet" / "masknet_int8.tflite")) == ["DEPTHWISE_CONV_2D", "DEQUANTIZE"]
+    assert json.loads((runs / "imasknet" / "quantize.json").read_text())["float_layers"] == []
+    assert _float_ops(runs / "imasknet" / "imasknet_int8.tflite") == []
+
+    run = tmp_path / "masknet"
+    shutil.copytree(runs / "masknet", run)
+    calibration = trained["data"] / "calibration.txt"
+    result = quantize_run(run, trained["data"], calibration, log=lambda _msg: None, float_layers=parse_float_layers("none"))
+    assert result["float_layers"] == [] and _float_ops(run / "masknet_int8.tflite") == []
+    assert result["input"]["dtype"] == result["output"]["dtype"] == result["features"]["dtype"] == "uint8"
+    result = quantize_run(run, trained["data"], calibration, log=lambda _msg: None,
+                          float_layers=parse_float_layers("block_1_depthwise_relu, expanded_conv_depthwise_relu"))
+    assert sorted(_float_ops(run / "masknet_int8.tflite")) == ["DEPTHWISE_CONV_2D"] * 2 + ["DEQUANTIZE"] * 2
+    assert result["features"]["dtype"] == "uint8"
+    with pytest.raises(ConfigError, match="--float-layers: .* has no layer 'no_such_layer'"):
+        quantize_run(run, trained["data"], calibration, log=lambda _msg: None, float_layers=["no_such_layer"])
+    with pytest.raises(ConfigError, match="--float-layers"):
+        parse_float_layers(" , ")
+
+
 @pytest.mark.slow
 def test_int8_model_takes_uint8_and_agrees_with_float(trained: dict[str, Path]) -> None:
     import keras
