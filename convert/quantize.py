@@ -381,7 +381,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", type=Path, default=Path("calibration/calibration.txt"),
                    help="calibration list (default calibration/calibration.txt)")
     p.add_argument("--output-dtype", choices=("uint8", "int8", "float32"), default="uint8",
-                   help="output tensor type (default uint8: every op integer)")
+                   help="output tensor type (default uint8: the softmax probabilities, scale 1/256)")
     p.add_argument("--standalone", action="store_true",
                    help="export I-Mask-net as a whole image classifier instead of reading Mask-net's "
                         "shared trunk features (slower at the door; for runs trained with different cuts)")

@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("convert.evaluate", "score the exported models on a folder of labelled faces (LiteRT only)"),
     "dataset": ("convert.dataset.cli", "build the training data sets (face crops, recolouring, synthetic masks)"),
     "train": ("convert.train", "train Mask-net / I-Mask-net / the 5-class model"),
-    "quantize": ("convert.quantize", "full-integer int8 quantization with the calibration set"),
+    "quantize": ("convert.quantize", "int8 quantization with the calibration set"),
     "export": ("convert.export", "write the models, manifest.json and REPORT.md to models/"),
 }
 
