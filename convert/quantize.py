@@ -326,9 +326,9 @@ def quantize_run(
     q = io_quantization(int8)
     if q["input"]["dtype"] != "uint8":
         raise ModelError(f"{int8}: input is {q['input']['dtype']}, expected uint8")
-    if "features" in q and q["features"]["dtype"] != "uint8":
-        raise ModelError(f"{int8}: the trunk features came out {q['features']['dtype']}, expected uint8; "
-                         f"is the cut layer {cut!r} among --float-layers?")
+    if kept_float and "features" in q and q["features"]["dtype"] != q["output"]["dtype"]:
+        raise ModelError(f"{int8}: the trunk features came out {q['features']['dtype']}, the probabilities "
+                         f"{q['output']['dtype']}; is the cut layer {cut!r} among --float-layers?")
     result = {
         "task": task,
         "role": role,
