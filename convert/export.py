@@ -80,6 +80,7 @@ def _spec(run_dir: Path, task: str, file: Path, kind: str) -> ModelSpec:
         trainable_layers=int(summary["trainable_layers"]),
         dataset_sha256=summary["dataset_sha256"],
         calibration_sha256=quant["calibration_sha256"] if kind == "int8" else None,
+        float_layers=tuple(quant.get("float_layers", ())) if kind == "int8" else (),
         metrics={},
         **feature_fields(quant.get("shared") or {}, q),
     )

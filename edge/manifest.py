@@ -23,6 +23,7 @@ model was trained on then); version 1 also lacks ``features`` / ``input.features
              "output": {"dtype": "uint8", "scale": 0.00390625, "zero_point": 0},
              "backbone": "mobilenet_v2_1.0", "trainable_layers": 23,
              "dataset_sha256": "<hex>|null", "calibration_sha256": "<hex>|null",
+             "float_layers": ["expanded_conv_depthwise_relu"],    # ops left float, if any
              "metrics": {"float": {...}, "int8": {...}}}
 
 Shared features: the two cascade classifiers start from the same frozen ImageNet trunk, so
@@ -116,6 +117,8 @@ class ModelSpec:
     trainable_layers: int | None = None
     dataset_sha256: str | None = None
     calibration_sha256: str | None = None
+    # Keras layers `masknet quantize` kept float in this int8 file (docs/training.md)
+    float_layers: tuple[str, ...] = ()
     metrics: dict[str, Any] = field(default_factory=dict)
     # an extra output other models read (the trunk activation at the cut), if any
     features: FeatureSpec | None = None
@@ -158,6 +161,7 @@ class ModelSpec:
             trainable_layers=self.trainable_layers,
             dataset_sha256=self.dataset_sha256,
             calibration_sha256=self.calibration_sha256,
+            float_layers=list(self.float_layers),
             metrics=self.metrics,
         )
         return entry
@@ -282,6 +286,9 @@ def _parse_entry(name: str, entry: Any, models_dir: Path, path: Path) -> ModelSp
         if value is not None and not _is_hex64(value):
             raise _bad(path, f"{where}.{key} must be a 64-digit hex digest or null")
         hashes[key] = value
+    float_layers = entry.get("float_layers", [])
+    if not isinstance(float_layers, list) or not all(isinstance(n, str) and n for n in float_layers):
+        raise _bad(path, f"{where}.float_layers must be a list of layer names")
     metrics = entry.get("metrics", {})
     if not isinstance(metrics, Mapping):
         raise _bad(path, f"{where}.metrics must be an object")
@@ -308,6 +315,7 @@ def _parse_entry(name: str, entry: Any, models_dir: Path, path: Path) -> ModelSp
         trainable_layers=trainable,
         dataset_sha256=hashes["dataset_sha256"],
         calibration_sha256=hashes["calibration_sha256"],
+        float_layers=tuple(float_layers),
         metrics=dict(metrics),
         features=features,
         features_of=features_of,

@@ -46,7 +46,8 @@ CROP = CropSpec(size=192, margin=0.4, align=True)
 @pytest.fixture()
 def models_dir(tmp_path: Path) -> Path:
     """The shipped layout: I-Mask-net reads Mask-net's trunk features."""
-    mask = dataclasses.replace(_spec(tmp_path, "masknet", MASKNET_CLASSES, b"masknet bytes"), features=FEATURES)
+    mask = dataclasses.replace(_spec(tmp_path, "masknet", MASKNET_CLASSES, b"masknet bytes"), features=FEATURES,
+                               float_layers=("expanded_conv_depthwise_relu",))
     imask = dataclasses.replace(_spec(tmp_path, "imasknet", SUBTYPES[::-1], b"imasknet bytes"),
                                 features_of="masknet", input_features=FEATURES)
     write_manifest(tmp_path, "cascade", {"masknet": mask, "imasknet": imask}, CROP)
@@ -65,6 +66,7 @@ def test_round_trip_keeps_every_field(models_dir: Path) -> None:
     assert mask.output_scale == pytest.approx(1 / 256)
     assert mask.trainable_layers == 23 and mask.dataset_sha256 == "a" * 64
     assert mask.metrics == {"int8": {"accuracy": 0.98}}
+    assert mask.float_layers == ("expanded_conv_depthwise_relu",) and m.models["imasknet"].float_layers == ()
     # class order is the model's output order, so it must survive as written
     assert m.models["imasknet"].classes == SUBTYPES[::-1]
     assert [s.task for s in m.classifier_models] == ["masknet", "imasknet"]
@@ -115,6 +117,7 @@ def test_missing_manifest_names_the_path(tmp_path: Path) -> None:
         (lambda d: d["models"]["imasknet"]["input"].update(features_of="fiveclass"), "models.fiveclass"),
         (lambda d: d["models"]["imasknet"]["input"].update(shape=[10, 0, 96]), "positive integers"),
         (lambda d: d.update(version=1, pipeline=d.pop("classifiers")), "needs manifest version 2"),
+        (lambda d: d["models"]["masknet"].update(float_layers="expanded_conv_depthwise_relu"), "float_layers"),
     ],
 )
 def test_invalid_manifest_is_a_one_line_model_error(models_dir: Path, edit, message: str) -> None:

@@ -268,6 +268,7 @@ def test_imasknet_on_masknet_features_agrees_with_the_whole_float_model(
     spec = m.models["imasknet"]
     assert spec.features_of == "masknet" and spec.input_features.layer == "block_12_add"
     assert spec.input_features.trunk_sha256 == m.models["masknet"].features.trunk_sha256
+    assert m.models["masknet"].float_layers == ("expanded_conv_depthwise_relu",) and spec.float_layers == ()
     first, second = Classifier(m.models["masknet"], 1, m.path), Classifier(spec, 1, m.path)
     assert second.model.input_shape == (1, 3, 3, spec.input_features.shape[-1])  # block_12_add: 1/16 of 48 px
     assert second.reads_raw(first)  # one calibration set: the uint8 features pass as they are
