@@ -38,17 +38,15 @@ def _tf() -> Any:
 DEFAULT_FLOAT_LAYERS = ("expanded_conv_depthwise_relu",)
 
 
-def quantize_keras(
+def int8_converter(
     model: Any,
     representative: Callable[[], Iterable[np.ndarray]],
     output_dtype: str = "uint8",
-    float_layers: Iterable[str] = (),
-) -> bytes:
-    """Convert a Keras model (float input of 0..255 pixels) to an int8 TFLite flatbuffer.
+) -> Any:
+    """The TFLite converter set up for this project's int8 files (uint8 in, ``output_dtype`` out).
 
     ``representative`` yields single images (HxWx3, 0..255) or batches of one; the converter
-    runs them through the float model to pick each activation's range. The ops made from
-    ``float_layers`` (Keras layer names) stay float; every other op is integer.
+    runs them through the float model to pick each activation's range.
     """
     tf = _tf()
     if output_dtype not in ("uint8", "int8", "float32"):
@@ -66,9 +64,23 @@ def quantize_keras(
     converter.representative_dataset = gen
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
-    out_type = {"uint8": tf.uint8, "int8": tf.int8, "float32": tf.float32}[output_dtype]
     if output_dtype != "float32":
-        converter.inference_output_type = out_type
+        converter.inference_output_type = tf.uint8 if output_dtype == "uint8" else tf.int8
+    return converter
+
+
+def quantize_keras(
+    model: Any,
+    representative: Callable[[], Iterable[np.ndarray]],
+    output_dtype: str = "uint8",
+    float_layers: Iterable[str] = (),
+) -> bytes:
+    """Convert a Keras model (float input of 0..255 pixels) to an int8 TFLite flatbuffer.
+
+    ``representative`` as for ``int8_converter``. The ops made from ``float_layers`` (Keras
+    layer names) stay float; every other op is integer.
+    """
+    converter = int8_converter(model, representative, output_dtype)
     float_layers = list(float_layers)
     try:
         if not float_layers:
@@ -80,7 +92,8 @@ def quantize_keras(
         converter._experimental_calibrate_only = True
         calibrated = converter.convert()
         return bytes(tflite_convert.mlir_quantize(
-            calibrated, input_data_type=tf.uint8, output_data_type=out_type,
+            calibrated, input_data_type=converter.inference_input_type,
+            output_data_type=converter.inference_output_type,  # float32 unless int8_converter set it
             denylisted_nodes=float_nodes(calibrated, float_layers)))
     except ModelError:
         raise

@@ -28,7 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from convert.evaluate import list_images, shrink_face  # noqa: E402
 from convert.files import load_rgb  # noqa: E402
-from convert.quantize import calibration_images, export_form, export_role, read_calibration  # noqa: E402
+from convert.quantize import (  # noqa: E402
+    calibration_images,
+    export_form,
+    export_role,
+    int8_converter,
+    read_calibration,
+)
 from edge.crop import CROP_MARGIN, to_model_input  # noqa: E402
 
 
@@ -40,10 +46,11 @@ def layer_errors(run: Path, data: Path, calibration: Path, split: str, photos: i
     model = keras.models.load_model(run / "model.keras", compile=False)
     size = int(model.input.shape[1])
     task, cut = config["task"], config.get("cut")
-    calib = calibration_images(read_calibration(calibration, data), size)
-    export, representative, _shared = export_form(model, calib, task, export_role(task, cut), cut)
-    if export is not model and export.input.shape[-1] != 3:
+    role = export_role(task, cut)
+    if role == "reader":
         raise SystemExit(f"{run}: exported from the cut on (a feature reader); run this on the Mask-net run")
+    calib = calibration_images(read_calibration(calibration, data), size)
+    export, representative, _shared = export_form(model, calib, task, role, cut)
     items = list_images(data / split, origin="real")
     pick = np.random.default_rng(0).choice(len(items), min(photos, len(items)), replace=False)
     debug = []
@@ -53,13 +60,9 @@ def layer_errors(run: Path, data: Path, calibration: Path, split: str, photos: i
             crop = shrink_face(crop, (24, 32, 96)[k % 3], CROP_MARGIN)
         debug.append(to_model_input(crop, size).astype(np.float32))
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(export)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x[None].astype(np.float32)] for x in representative)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
     debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: ([x[None]] for x in debug))
+        converter=int8_converter(export, lambda: iter(representative)),
+        debug_dataset=lambda: ([x[None]] for x in debug))
     debugger.run()
     buf = io.StringIO()
     debugger.layer_statistics_dump(buf)
