@@ -26,7 +26,8 @@ except ModuleNotFoundError:  # Python 3.10
 HEADS = ("dense", "dropout")
 # val_real_balanced_accuracy: balanced accuracy on the real photos of val only; the door sees real
 # faces, and a val split dominated by synthetic masks picks the wrong epoch (issue 11)
-MONITORS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_real_balanced_accuracy")
+MONITORS = ("val_loss", "val_accuracy", "val_balanced_accuracy", "val_real_balanced_accuracy",
+            "val_int8_real_balanced_accuracy")
 BACKBONES = ("mobilenet_v2",)
 
 
@@ -69,6 +70,11 @@ class TrainConfig:
     # validation balanced accuracy moves 3-6 points between single epochs (issue 11), so the best
     # single epoch is partly luck; a running mean moves far less.
     average_from: int = 0
+    # Share of each epoch's training images whose trunk features come from the int8 trunk the door
+    # runs (the trunk quantized on `int8_calibration` as `masknet quantize` quantizes it) rather
+    # than the float one: the tail learns the features it will be fed (0 = float only).
+    int8_trunk: float = 0.0
+    int8_calibration: str = "calibration/calibration.txt"  # relative to the repository root
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,10 @@ def load_config(path: Path | str, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path}: train.average_from must be >= 0 (0 = no weight averaging)")
     if cfg.train.monitor not in MONITORS:
         raise ConfigError(f"{path}: train.monitor must be one of {', '.join(MONITORS)}")
+    if not 0.0 <= cfg.train.int8_trunk <= 1.0:
+        raise ConfigError(f"{path}: train.int8_trunk must be a share in 0..1 (0 = float trunk only)")
+    if cfg.train.monitor.startswith("val_int8_") and cfg.train.int8_trunk == 0:
+        raise ConfigError(f"{path}: train.monitor {cfg.train.monitor!r} needs the int8 trunk features: set train.int8_trunk > 0")
     a = cfg.augment
     if not (1.0 <= a.face_px[0] <= a.face_px[1]) or not (1 <= a.jpeg_quality[0] <= a.jpeg_quality[1] <= 100) \
             or not (0 < a.gamma[0] <= a.gamma[1]) or a.noise_std[0] > a.noise_std[1]:

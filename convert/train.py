@@ -256,13 +256,27 @@ def build_cache(
     Resumable: progress is committed per chunk, so an interrupted run picks up where it stopped.
     """
     import tensorflow as tf
+
+    trunk = split_model.trunk
+    infer = tf.function(lambda x: trunk(x, training=False), reduce_retracing=True)
+    return _fill_cache(cfg, samples, cache_dir, split_model.feature_shape, np.float16,
+                       lambda x: infer(tf.constant(x)).numpy().astype(np.float16), "cache")
+
+
+def _fill_cache(
+    cfg: Config,
+    samples: list[Sample],
+    cache_dir: Path,
+    fshape: tuple[int, ...],
+    dtype: Any,
+    infer: Any,
+    desc: str,
+) -> dict[str, CacheSplit]:
+    """``infer`` (a batch of model inputs -> features of ``dtype``) over the train views and val."""
     from tqdm import tqdm
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    trunk = split_model.trunk
-    fshape = split_model.feature_shape
     size = cfg.model.input_size
-    infer = tf.function(lambda x: trunk(x, training=False), reduce_retracing=True)
     out: dict[str, CacheSplit] = {}
     # test is never read here: `masknet evaluate` scores the exported files on it
     for split in ("train", "val"):
@@ -280,7 +294,7 @@ def build_cache(
         done = int(done_path.read_text()) if done_path.is_file() and feats_path.is_file() else 0
         if done == 0:
             list_path.write_text(json.dumps(listing))
-            feats = np.lib.format.open_memmap(feats_path, mode="w+", dtype=np.float16, shape=(total, *fshape))
+            feats = np.lib.format.open_memmap(feats_path, mode="w+", dtype=dtype, shape=(total, *fshape))
         else:
             feats = np.load(feats_path, mmap_mode="r+")
         if done < total:
@@ -296,7 +310,7 @@ def build_cache(
                 return np.stack(batch).astype(np.float32)
 
             starts = list(range(done, total, CACHE_BATCH))
-            bar = tqdm(total=total, initial=done, desc=f"cache {split}", unit="img", mininterval=5)
+            bar = tqdm(total=total, initial=done, desc=f"{desc} {split}", unit="img", mininterval=5)
             with ThreadPoolExecutor(max_workers=1) as pool:
                 # decode/augment the next batch while the trunk runs on this one
                 pending = pool.submit(load, starts[0], min(starts[0] + CACHE_BATCH, total))
@@ -306,7 +320,7 @@ def build_cache(
                     if i + 1 < len(starts):
                         n0 = starts[i + 1]
                         pending = pool.submit(load, n0, min(n0 + CACHE_BATCH, total))
-                    feats[k0:k1] = infer(tf.constant(x)).numpy().astype(np.float16)
+                    feats[k0:k1] = infer(x)
                     if (i + 1) % 20 == 0 or k1 == total:
                         feats.flush()
                         done_path.write_text(str(k1))
@@ -315,6 +329,67 @@ def build_cache(
         del feats
         out[split] = CacheSplit(feats=np.load(feats_path, mmap_mode="r"), samples=items, views=views)
     return out
+
+
+@dataclass
+class Int8Trunk:
+    """The int8 trunk's features of the cached views (raw uint8) and how to read them as floats."""
+
+    cache: dict[str, CacheSplit]
+    scale: float
+    zero_point: int
+    calibration_sha256: str
+
+    def rows(self, split: str, rows: np.ndarray) -> np.ndarray:
+        raw = np.asarray(self.cache[split].feats[rows], dtype=np.float32)
+        return (raw - np.float32(self.zero_point)) * np.float32(self.scale)
+
+
+def build_int8_cache(
+    cfg: Config, split_model: Any, samples: list[Sample], cache_dir: Path, data_dir: Path
+) -> Int8Trunk:
+    """The same views through the trunk as the door runs it: int8, quantized on the calibration
+    list exactly as ``masknet quantize`` will quantize it (same images, same float layers).
+
+    The trunk is the frozen ImageNet one every run shares and its int8 ranges come from the
+    calibration images alone, so these are the features the exported int8 file computes.
+    """
+    from convert.quantize import (
+        DEFAULT_FLOAT_LAYERS,
+        calibration_images,
+        quantize_keras,
+        read_calibration,
+    )
+    from edge.litert import TFLiteModel
+    from edge.paths import repo_root, sha256_file
+
+    calib_list = Path(cfg.train.int8_calibration).expanduser()
+    calib_list = calib_list if calib_list.is_absolute() else repo_root() / calib_list
+    paths = read_calibration(calib_list, data_dir)
+    calib_sha = sha256_file(calib_list)
+    sub = cache_dir / f"int8-{hashlib.sha256((calib_sha + repr(DEFAULT_FLOAT_LAYERS)).encode()).hexdigest()[:12]}"
+    sub.mkdir(parents=True, exist_ok=True)
+    trunk_file = sub / "trunk_int8.tflite"
+    if not trunk_file.is_file():
+        calib = calibration_images(paths, cfg.model.input_size)
+        tmp = trunk_file.with_suffix(".tmp")
+        tmp.write_bytes(quantize_keras(split_model.trunk, lambda: iter(calib), "uint8", DEFAULT_FLOAT_LAYERS))
+        tmp.replace(trunk_file)
+    model = TFLiteModel(trunk_file)
+    out = model.output_details[0]
+    scale, zero_point = out["quantization"]
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        # the door's input: the crop-resized uint8 pixels
+        pixels = np.clip(np.round(x), 0, 255).astype(np.uint8)
+        feats = []
+        for row in pixels:
+            model.invoke(row[np.newaxis])
+            feats.append(model.fetch(0, raw=True)[0])
+        return np.stack(feats)
+
+    cache = _fill_cache(cfg, samples, sub, split_model.feature_shape, np.uint8, infer, "int8 trunk")
+    return Int8Trunk(cache=cache, scale=float(scale), zero_point=int(zero_point), calibration_sha256=calib_sha)
 
 
 # --------------------------------------------------------------------------------------------
@@ -424,6 +499,13 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
         f"({sum(c.feats.shape[0] for c in cache.values())} trunk passes, {cache['train'].views} views of train)")
     if "val" not in cache:
         raise MasknetError(f"{data_dir}: no validation images under {data_dir / 'val'}; early stopping needs them")
+    int8: Int8Trunk | None = None
+    if cfg.train.int8_trunk > 0:
+        t_cache = time.time()
+        int8 = build_int8_cache(cfg, sm, samples, cache_root / key, data_dir)
+        log(f"[{cfg.task}] int8 trunk features ready in {time.time() - t_cache:.0f} s (calibration "
+            f"{cfg.train.int8_calibration}, sha256 {int8.calibration_sha256[:12]}); {cfg.train.int8_trunk:.0%} "
+            "of each epoch's images train on them")
     tr_idx, tr_y, tr_origin = _task_rows(cfg, cache["train"])
     va_idx, va_y, va_origin = _task_rows(cfg, cache["val"])
     if len(tr_idx) == 0 or len(va_idx) == 0:
@@ -461,6 +543,16 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
 
     bs = cfg.train.batch_size
     views = cache["train"].views
+    # val as the door's int8 trunk sees it, dequantized once (one clean view: a few hundred MB at most)
+    val_int8 = int8.rows("val", np.arange(len(cache["val"].samples))) if int8 else None
+
+    def val_metrics() -> dict[str, float]:
+        m = _val_metrics(_predict(tail, cache["val"].feats, va_idx), va_y, va_origin, n_classes)
+        if val_int8 is not None:
+            q = _val_metrics(_predict(tail, val_int8, va_idx), va_y, va_origin, n_classes)
+            m.update({k.replace("val_", "val_int8_", 1): v for k, v in q.items() if not k.endswith("_n")})
+        return m
+
     monitor = cfg.train.monitor
     while state["epoch"] < cfg.train.epochs and state["wait"] < cfg.train.patience:
         epoch = state["epoch"] + 1
@@ -474,6 +566,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
         order = erng.permutation(len(tr_idx))
         view = erng.integers(0, views, len(tr_idx))
         rows = view * len(cache["train"].samples) + tr_idx
+        # drawn after the batches and views, so a run without the int8 trunk draws what it always did
+        from_int8 = erng.random(len(tr_idx)) < cfg.train.int8_trunk if int8 else None
         t0 = time.time()
         losses = []
         bar = tqdm(range(0, len(order), bs), desc=f"{cfg.task} epoch {epoch}/{cfg.train.epochs}",
@@ -484,11 +578,15 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
             srt = np.argsort(rows[b])
             b = b[srt]
             x = np.asarray(cache["train"].feats[rows[b]], dtype=np.float32)
+            if int8 is not None and from_int8 is not None:
+                q = from_int8[b]
+                if q.any():
+                    x[q] = int8.rows("train", rows[b][q])
             loss = tail.train_on_batch(x, onehot[b], sample_weight=weights[b])
             losses.append(float(loss))
         raw = tail.get_weights()
         # val has one (clean) view
-        metrics = _val_metrics(_predict(tail, cache["val"].feats, va_idx), va_y, va_origin, n_classes)
+        metrics = val_metrics()
         if averaging:
             # judge (and keep) the running mean of the epochs' weights; training goes on from `raw`
             n = state["averaged"]
@@ -496,7 +594,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
             state["averaged"] = n + 1
             tail.set_weights(average)
             single = metrics["val_real_balanced_accuracy"]
-            metrics = _val_metrics(_predict(tail, cache["val"].feats, va_idx), va_y, va_origin, n_classes)
+            metrics = val_metrics()
             metrics["epoch_val_real_balanced_accuracy"] = single  # this epoch's own weights, for the record
         metrics.update(epoch=epoch, train_loss=float(np.mean(losses)), lr=state["lr"], seconds=round(time.time() - t0, 1),
                        averaged=state["averaged"])
@@ -528,6 +626,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
             f"[{cfg.task}] epoch {epoch:2d} train_loss {metrics['train_loss']:.4f} val_loss {metrics['val_loss']:.4f} "
             f"val_acc {metrics['val_accuracy']:.4f} val_bal_acc {metrics['val_balanced_accuracy']:.4f} "
             f"val_real_acc {metrics['val_real_accuracy']:.4f} val_real_bal_acc {metrics['val_real_balanced_accuracy']:.4f} lr {metrics['lr']:.2e} {metrics['seconds']}s"
+            + (f" int8-trunk val_real_bal_acc {metrics['val_int8_real_balanced_accuracy']:.4f}" if int8 else "")
             + (f" (mean of {state['averaged']} epochs; this epoch alone {metrics['epoch_val_real_balanced_accuracy']:.4f})"
                if "epoch_val_real_balanced_accuracy" in metrics else "")
             + (" *" if improved else "")

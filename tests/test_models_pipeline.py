@@ -150,6 +150,42 @@ def test_a_negative_average_from_is_refused_naming_the_key(tmp_path: Path) -> No
         load_config(_config(tmp_path), {"train.average_from": -1})
 
 
+@pytest.mark.slow
+def test_the_tail_can_train_on_the_features_of_the_int8_trunk_the_door_runs(trained: dict[str, Path], tmp_path: Path) -> None:
+    from convert.train import train
+    from edge.litert import TFLiteModel
+
+    data, cache = trained["data"], tmp_path / "cache"
+    over = {"train.epochs": 2, "train.int8_trunk": 1.0, "train.int8_calibration": str(data / "calibration.txt"),
+            "train.monitor": "val_int8_real_balanced_accuracy"}
+    lines: list[str] = []
+    train(load_config(_config(tmp_path), over), data, tmp_path / "run", cache, log=lines.append)
+    assert any("int8 trunk features ready" in line for line in lines)
+    history = json.loads((tmp_path / "run" / "state.json").read_text())["history"]
+    assert all(np.isfinite(h["val_int8_loss"]) and "val_int8_real_balanced_accuracy" in h for h in history)
+    # the cached features are the ones the exported int8 Mask-net gives I-Mask-net for the same
+    # crops: same frozen trunk, same calibration list, same float layer (to a step of rounding)
+    (sub,) = [d for d in next(cache.iterdir()).iterdir() if d.name.startswith("int8-")]
+    feats = np.load(sub / "val.npy")
+    assert feats.dtype == np.uint8
+    exported = TFLiteModel(trained["runs"] / "masknet" / "masknet_int8.tflite")
+    fi = next(i for i, d in enumerate(exported.output_details) if len(d["shape"]) == 4)
+    from convert.train import model_input
+
+    for j, (path, _label, _origin) in enumerate(json.loads((sub / "val.json").read_text())):
+        exported.invoke(model_input(Path(path), 48, None, None))
+        step = np.abs(exported.fetch(fi, raw=True)[0].astype(int) - feats[j].astype(int))
+        assert step.max() <= 1 and (step == 0).mean() >= 0.99
+    # a second run reuses them (nothing rebuilt), and the settings are checked
+    lines.clear()
+    train(load_config(_config(tmp_path), over), data, tmp_path / "run2", cache, log=lines.append)
+    assert any("int8 trunk features ready in 0 s" in line for line in lines)
+    with pytest.raises(ConfigError, match="int8_trunk"):
+        load_config(_config(tmp_path), {"train.int8_trunk": 1.5})
+    with pytest.raises(ConfigError, match="train.int8_trunk > 0"):
+        load_config(_config(tmp_path), {"train.monitor": "val_int8_real_balanced_accuracy"})
+
+
 def test_door_views_calibrate_on_each_crop_and_seeded_camera_looks_of_it(tmp_path: Path) -> None:
     from convert.model import AugmentConfig
     from convert.quantize import calibration_images
