@@ -75,6 +75,10 @@ class TrainConfig:
     # than the float one: the tail learns the features it will be fed (0 = float only).
     int8_trunk: float = 0.0
     int8_calibration: str = "calibration/calibration.txt"  # relative to the repository root
+    # Start the tail from another run's best weights (a run folder or a .weights.h5 file, relative
+    # to the repository root) instead of ImageNet's: fine-tuning a trained model, e.g. on the int8
+    # trunk's features, the way quantization-aware training starts from the float model.
+    init_from: str = ""
 
 
 @dataclass(frozen=True)

@@ -323,8 +323,14 @@ def quantize_run(
         if "augment" not in run_config:
             raise ModelError(f"{config_file}: no [augment] settings to make door views from; use --door-views 1")
         augment = augment_config(run_config, config_file)
-    model = keras.models.load_model(model_path, compile=False)
     paths = read_calibration(calibration, data_dir)
+    trained_on = info.get("int8_trunk_calibration_sha256")
+    if trained_on and trained_on != sha256_file(calibration):
+        raise ConfigError(
+            f"{calibration}: the run's tail was trained on the int8 trunk of another calibration list "
+            f"(sha256 {trained_on[:12]}, train.int8_calibration in {config_file}); pass that list as --calibration"
+        )
+    model = keras.models.load_model(model_path, compile=False)
     calib = calibration_images(paths, size, door_views, augment)
     log(f"[{task}] calibrating on {len(calib)} images from {calibration} ({size}px"
         + (f", each clean and as {door_views - 1} door view(s))" if door_views > 1 else ")"))

@@ -471,6 +471,20 @@ def _load_optimizer(opt: Any, variables: list[Any], path: Path) -> None:
         var.assign(value)
 
 
+def init_weights_file(cfg: Config) -> Path | None:
+    """``train.init_from``: a run folder (its best epoch's weights) or a ``.weights.h5`` file."""
+    from edge.paths import repo_root
+
+    if not cfg.train.init_from:
+        return None
+    p = Path(cfg.train.init_from).expanduser()
+    p = p if p.is_absolute() else repo_root() / p
+    f = p / "best.weights.h5" if p.is_dir() else p
+    if not f.is_file():
+        raise ConfigError(f"train.init_from {cfg.train.init_from!r}: no {f}; name a trained run folder or a .weights.h5 file")
+    return f
+
+
 def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any = print) -> Path:
     """Train one task; returns the path of the saved full Keras model (best epoch by validation)."""
     import keras
@@ -521,6 +535,14 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
     tail = sm.tail
     opt = keras.optimizers.Adam(cfg.train.learning_rate)
     tail.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy())
+    init = init_weights_file(cfg)
+    if init is not None:
+        try:
+            tail.load_weights(init)
+        except ValueError as exc:
+            raise ConfigError(f"train.init_from {cfg.train.init_from!r}: {init} does not fit this model "
+                              f"({' '.join(str(exc).split())[:200]}); was it trained with the same [model]?") from None
+        log(f"[{cfg.task}] starting from the tail of {init}")
 
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "state.json"
@@ -554,6 +576,10 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
         return m
 
     monitor = cfg.train.monitor
+    if init is not None and state["epoch"] == 0:
+        start = val_metrics()
+        log(f"[{cfg.task}] start: val_real_bal_acc {start['val_real_balanced_accuracy']:.4f}"
+            + (f" int8-trunk val_real_bal_acc {start['val_int8_real_balanced_accuracy']:.4f}" if int8 else ""))
     while state["epoch"] < cfg.train.epochs and state["wait"] < cfg.train.patience:
         epoch = state["epoch"] + 1
         # per-epoch generator: a resumed run draws the same batches as an uninterrupted one
@@ -642,6 +668,9 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
                "dataset_sha256": data_id, "train_counts": dict(counts),
                # the crop the images were cut with travels on: quantize -> export -> the manifest
                "crop": dataset_crop(data_dir).to_json()}
+    if int8 is not None:
+        # `masknet quantize` must calibrate on the same list, or the door's trunk is not the one trained on
+        summary["int8_trunk_calibration_sha256"] = int8.calibration_sha256
     (run_dir / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
     log(f"[{cfg.task}] best epoch {state['best_epoch']}: {monitor} {state['best']:.4f}; saved {model_path}")
     return model_path

@@ -176,6 +176,13 @@ def test_the_tail_can_train_on_the_features_of_the_int8_trunk_the_door_runs(trai
         exported.invoke(model_input(Path(path), 48, None, None))
         step = np.abs(exported.fetch(fi, raw=True)[0].astype(int) - feats[j].astype(int))
         assert step.max() <= 1 and (step == 0).mean() >= 0.99
+    # quantizing it on another calibration list would give the door another trunk: refused
+    from convert.quantize import quantize_run
+
+    other = tmp_path / "other_calibration.txt"
+    other.write_text("\n".join((data / "calibration.txt").read_text().split()[:3]) + "\n")
+    with pytest.raises(ConfigError, match="int8 trunk of another calibration list"):
+        quantize_run(tmp_path / "run", data, other, log=lambda _msg: None)
     # a second run reuses them (nothing rebuilt), and the settings are checked
     lines.clear()
     train(load_config(_config(tmp_path), over), data, tmp_path / "run2", cache, log=lines.append)
@@ -184,6 +191,30 @@ def test_the_tail_can_train_on_the_features_of_the_int8_trunk_the_door_runs(trai
         load_config(_config(tmp_path), {"train.int8_trunk": 1.5})
     with pytest.raises(ConfigError, match="train.int8_trunk > 0"):
         load_config(_config(tmp_path), {"train.monitor": "val_int8_real_balanced_accuracy"})
+
+
+@pytest.mark.slow
+def test_a_run_can_start_from_the_tail_another_run_trained(trained: dict[str, Path], tmp_path: Path) -> None:
+    from convert.train import train
+
+    data, cache, before = trained["data"], trained["runs"] / "cache", trained["runs"] / "masknet"
+    lines: list[str] = []
+    train(load_config(_config(tmp_path), {"train.epochs": 1, "train.init_from": str(before)}), data, tmp_path / "ft",
+          cache, log=lines.append)
+    # where it starts is where the other run's kept epoch ended
+    state = json.loads((before / "state.json").read_text())
+    kept = state["history"][state["best_epoch"] - 1]["val_real_balanced_accuracy"]
+    (start,) = [line for line in lines if "start: val_real_bal_acc" in line]
+    assert f"val_real_bal_acc {kept:.4f}" in start
+    with pytest.raises(ConfigError, match="nowhere; name a trained run folder"):
+        train(load_config(_config(tmp_path), {"train.init_from": str(tmp_path / "nowhere")}), data, tmp_path / "x", cache)
+    (tmp_path / "untrained").mkdir()
+    with pytest.raises(ConfigError, match="no .*untrained/best.weights.h5"):
+        train(load_config(_config(tmp_path), {"train.init_from": str(tmp_path / "untrained")}), data, tmp_path / "x",
+              cache)
+    with pytest.raises(ConfigError, match="does not fit this model"):
+        train(load_config(_config(tmp_path), {"train.init_from": str(trained["runs"] / "imasknet")}), data,
+              tmp_path / "y", cache, log=lambda _msg: None)
 
 
 def test_door_views_calibrate_on_each_crop_and_seeded_camera_looks_of_it(tmp_path: Path) -> None:
