@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes: list[int | None] = [None]
     if args.face_px:
         sizes += parse_number_list(args.face_px, "--face-px", int, 4, 1024, " pixels")
+    for name, how in (("model.keras", "masknet train"), ("masknet_int8.tflite", "masknet quantize")):
+        if not (args.run / name).is_file():
+            ap.error(f"{args.run / name}: not found; make it with `{how}` first")
     rows = where(args.run, args.data, args.origin, sizes, args.calibration)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
