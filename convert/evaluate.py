@@ -330,13 +330,18 @@ def curve_table(curve: dict[str, Any], level: str = "masknet") -> str:
     return "\n".join(lines)
 
 
+def face_px_sizes(text: str) -> list[int]:
+    """``--face-px 24,48,96``: the face widths of a resolution curve, 4 to 1024 px."""
+    return parse_number_list(text, "--face-px", int, 4, 1024, " pixels")
+
+
 def run(args: argparse.Namespace) -> int:
     from edge.paths import models_dir
 
     models = args.models if args.models is not None else models_dir()
     exclude = read_photo_list(args.exclude) if args.exclude else frozenset()
     if args.face_px:
-        sizes = parse_number_list(args.face_px, "--face-px", int, 4, 1024, " pixels")
+        sizes = face_px_sizes(args.face_px)
         curve = resolution_curve(args.data_dir, models, sizes, detect=args.detect, num_threads=args.threads,
                                  origin=args.origin, source=args.source, exclude=exclude)
         first = curve[str(sizes[0])]

@@ -61,3 +61,22 @@ def test_evaluate_refuses_a_bad_face_px_in_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines()[-1] == (
         "masknet evaluate: error: --face-px: values must be between 4 and 1024 pixels, got '2,48'"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["int8_where.py", "{tmp}", "{tmp}", "--face-px", "2,48"],
+         "int8_where.py: error: --face-px: values must be between 4 and 1024 pixels, got '2,48'"),
+        (["int8_where.py", "{tmp}", "{tmp}"],
+         "int8_where.py: error: {tmp}/model.keras: not found; make it with `masknet train` first"),
+        (["int8_agreement.py", "{tmp}", "{tmp}", "--face-px", "24,x"],
+         "int8_agreement.py: error: --face-px must be a comma-separated list of whole numbers, got '24,x'"),
+    ],
+)
+def test_the_int8_tools_refuse_bad_input_in_one_line(tmp_path: Path, argv: list[str], message: str) -> None:
+    tools = Path(__file__).resolve().parents[1] / "tools"
+    args = [a.format(tmp=tmp_path) for a in argv]
+    proc = subprocess.run([sys.executable, str(tools / args[0]), *args[1:]], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == message.format(tmp=tmp_path)

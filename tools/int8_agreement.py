@@ -21,12 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from convert.evaluate import list_images, shrink_face  # noqa: E402
+from convert.evaluate import face_px_sizes, list_images, shrink_face  # noqa: E402
 from convert.files import load_rgb  # noqa: E402
 from convert.metrics import classification_report  # noqa: E402
 from edge.classes import MASKNET_CLASSES, SUBTYPES, masknet_label  # noqa: E402
-from edge.cli_io import parse_number_list  # noqa: E402
 from edge.crop import CROP_MARGIN, to_model_input  # noqa: E402
+from edge.errors import ConfigError  # noqa: E402
 from edge.litert import TFLiteModel  # noqa: E402
 
 
@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--origin", default=None, help="only images of this origin (index.csv), e.g. real")
     ap.add_argument("--face-px", default="", help="also with faces shrunk to these widths, e.g. 32,48,96")
     args = ap.parse_args(argv)
-    sizes: list[int | None] = [None]
-    if args.face_px:
-        sizes += parse_number_list(args.face_px, "--face-px", int, 4, 1024, " pixels")
+    try:
+        sizes: list[int | None] = [None, *face_px_sizes(args.face_px)] if args.face_px else [None]
+    except ConfigError as exc:
+        ap.error(str(exc))
     print(f"{'level':<9} {'face px':>7} {'n':>6} {'float bal.':>10} {'int8 bal.':>10} {'agree':>7}")
     for r in agreement(args.runs, args.data, args.origin, sizes):
         print(f"{r['level']:<9} {r['face_px']!s:>7} {r['n']:>6} {r['float']:>10.4f} {r['int8']:>10.4f} {r['agree']:>7.4f}")

@@ -29,12 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from convert.evaluate import list_images, shrink_face  # noqa: E402
+from convert.evaluate import face_px_sizes, list_images, shrink_face  # noqa: E402
 from convert.files import load_rgb  # noqa: E402
 from convert.metrics import classification_report  # noqa: E402
 from edge.classes import MASKNET_CLASSES, masknet_label  # noqa: E402
-from edge.cli_io import parse_number_list  # noqa: E402
 from edge.crop import CROP_MARGIN, to_model_input  # noqa: E402
+from edge.errors import ConfigError  # noqa: E402
 from edge.litert import TFLiteModel  # noqa: E402
 
 WAYS = ("float", "int8 trunk", "int8 tail", "int8")
@@ -96,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", type=Path, default=Path("calibration/calibration.txt"))
     ap.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = ap.parse_args(argv)
-    sizes: list[int | None] = [None]
-    if args.face_px:
-        sizes += parse_number_list(args.face_px, "--face-px", int, 4, 1024, " pixels")
+    try:
+        sizes: list[int | None] = [None, *face_px_sizes(args.face_px)] if args.face_px else [None]
+    except ConfigError as exc:
+        ap.error(str(exc))
     for name, how in (("model.keras", "masknet train"), ("masknet_int8.tflite", "masknet quantize")):
         if not (args.run / name).is_file():
             ap.error(f"{args.run / name}: not found; make it with `{how}` first")
