@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -537,11 +538,18 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, cache_root: Path, log: Any
     tail.compile(optimizer=opt, loss=keras.losses.CategoricalCrossentropy())
     init = init_weights_file(cfg)
     if init is not None:
-        try:
-            tail.load_weights(init)
-        except ValueError as exc:
+        # Keras only warns when it skips part of a file (those layers keep their fresh weights):
+        # a partly loaded start is refused like one that does not load at all
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                tail.load_weights(init)
+                why = next((str(w.message) for w in caught if "freshly-initialized" in str(w.message)), "")
+            except ValueError as exc:
+                why = str(exc)
+        if why:
             raise ConfigError(f"train.init_from {cfg.train.init_from!r}: {init} does not fit this model "
-                              f"({' '.join(str(exc).split())[:200]}); was it trained with the same [model]?") from None
+                              f"({' '.join(why.split())[:200]}); was it trained with the same [model]?")
         log(f"[{cfg.task}] starting from the tail of {init}")
 
     run_dir.mkdir(parents=True, exist_ok=True)
