@@ -3,7 +3,8 @@
 Steps (each number in the report comes from here and names the command that reproduces it):
 
 1. stage every quantized run (``runs/<task>/<task>_int8.tflite`` and ``_float.tflite``) with a
-   manifest each under ``runs/export/{int8,float}/``;
+   manifest each under ``runs/export/{int8,float}/``, with Mask-net's ``class_bias`` chosen on
+   the real validation photos for each (``masknet decide``; ``--class-bias``);
 2. ``masknet evaluate`` both on the validation and test splits, and on the real-photo part of
    the test split (``--origin real``);
 3. choose the pipeline by VALIDATION 5-class balanced accuracy (cascade vs single 5-class
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from convert import decide
 from convert.evaluate import (
     TITLES,
     evaluate,
@@ -50,7 +52,7 @@ from convert.metrics import markdown_report, measure_latency
 from edge.classes import MASKNET_CLASSES, masknet_label
 from edge.crop import CropSpec
 from edge.errors import MasknetError
-from edge.manifest import ModelSpec, write_manifest
+from edge.manifest import MAX_CLASS_BIAS, ModelSpec, load_manifest, write_manifest
 
 TASKS = ("masknet", "imasknet", "fiveclass")
 MAX_BYTES = 3_500_000
@@ -194,8 +196,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace the shipped models only when the new Mask-net has the higher balanced accuracy in "
                         "at least this share of paired bootstrap resamples of the gate's photos (default 0.9; 0.5 "
                         "would be a coin flip: real val moves a few points between epochs and seeds)")
+    p.add_argument("--class-bias", type=_class_bias, default="auto", metavar="auto|none|OFFSET",
+                   help="Mask-net's prior shift for mask_incorrect (manifest class_bias): auto chooses it per set of "
+                        "models on the real validation photos (`masknet decide`, the default), none keeps the plain "
+                        "arg-max, a number sets it")
     p.add_argument("--force", action="store_true",
                    help="replace the models in --out even when they score higher on the real validation photos")
+
+
+def _class_bias(text: str) -> str | float:
+    if text in ("auto", "none"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not abs(value) <= MAX_CLASS_BIAS:
+        raise argparse.ArgumentTypeError(f"--class-bias {text!r}: expected auto, none or a number from "
+                                         f"-{MAX_CLASS_BIAS:g} to {MAX_CLASS_BIAS:g}")
+    return value
+
+
+def apply_class_bias(models: Path, data: Path, setting: str | float) -> dict[str, ModelSpec]:
+    """Record Mask-net's class_bias in the staged manifest of MODELS as ``--class-bias`` says."""
+    if setting == "auto":
+        offset, rows, n = decide.choose(models, data / "val", progress=False)
+        print(f"class_bias for {models}: {n} real val photos\n{decide.sweep_table(rows, offset)}", flush=True)
+    else:
+        offset = 0.0 if setting == "none" else float(setting)
+    decide.record_class_bias(models, offset)
+    return dict(load_manifest(models).models)
 
 
 def real_views(data: Path, models: Path, kind: str, evals: dict[str, dict[str, Any]], staging: Path) -> None:
@@ -275,6 +305,8 @@ def run(args: argparse.Namespace) -> int:
     staged: dict[str, dict[str, ModelSpec]] = {}
     for kind in ("int8", "float"):
         staged[kind] = stage(args.runs, tasks, kind, export_dir(args.runs, kind), crop)
+        if "masknet" in staged[kind]:
+            staged[kind] = apply_class_bias(export_dir(args.runs, kind), args.data, args.class_bias)
         for split, origin in (("val", None), ("test", None), ("test", "real")):
             name = f"{kind}_{split}" + (f"_{origin}" if origin else "")
             print(f"evaluating {name} ...", flush=True)
@@ -436,6 +468,14 @@ def render_report(
              f"({platform.machine()}, {os.cpu_count()} CPUs). Shipped pipeline: **{pipeline}** ({', '.join(ship)}); "
              f"chosen by {choice_note}.")
     L.append("")
+    staged = {kind: load_manifest(export_dir(runs, kind)).models for kind in ("int8", "float")
+              if (export_dir(runs, kind) / "manifest.json").is_file()}
+    biases = {kind: m["masknet"].class_bias for kind, m in staged.items() if "masknet" in m}
+    if biases:
+        L.append("Mask-net's prior shift (manifest `class_bias`, added to log p before the answer; chosen per set of "
+                 f"models on the real val photos, `masknet decide {data}/val --models <dir>`): "
+                 + "; ".join(f"{kind} {b or 'none'}" for kind, b in biases.items()) + ".")
+        L.append("")
     L.append("## Training runs (picked by validation)")
     L.append("")
     L.append("| model | input | trainable layers | train images | best epoch / run | val loss | val acc | val bal. acc | val real acc | val real bal. acc |")

@@ -73,14 +73,24 @@ class Classifier:
             )
         self._probs = probs[0]
         self.classes = spec.classes
+        # the manifest's prior shift (models.<name>.class_bias), as a factor on the probabilities
+        self._prior: np.ndarray | None = None
+        if any(spec.class_bias.values()):
+            self._prior = np.exp([spec.class_bias.get(c, 0.0) for c in spec.classes]).astype(np.float32)
 
     @property
     def takes_features(self) -> bool:
         return self.spec.features_of is not None
 
     def __call__(self, x: np.ndarray) -> tuple[str, float, np.ndarray]:
+        """(class id, its probability, all probabilities), after the manifest's class_bias:
+        p * e^bias renormalized is the model's posterior under the shifted prior, so the score
+        stays a probability that the tracker's commit_score can read the same way."""
         self.model.invoke(x)
         p = _probabilities(self.model.fetch(self._probs)[0])
+        if self._prior is not None:
+            p = p * self._prior
+            p = p / p.sum()
         i = int(np.argmax(p))
         return self.classes[i], float(p[i]), p
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("convert.dataset.cli", "build the training data sets (face crops, recolouring, synthetic masks)"),
     "train": ("convert.train", "train Mask-net / I-Mask-net / the 5-class model"),
     "quantize": ("convert.quantize", "int8 quantization with the calibration set"),
+    "decide": ("convert.decide", "choose Mask-net's prior shift for wrongly worn masks on real validation photos"),
     "export": ("convert.export", "write the models, manifest.json and REPORT.md to models/"),
 }
 

@@ -24,7 +24,14 @@ model was trained on then); version 1 also lacks ``features`` / ``input.features
              "backbone": "mobilenet_v2_1.0", "trainable_layers": 23,
              "dataset_sha256": "<hex>|null", "calibration_sha256": "<hex>|null",
              "float_layers": ["expanded_conv_depthwise_relu"],    # ops left float, if any
+             "class_bias": {"mask_incorrect": 0.5},   # optional: log-prior offsets (below)
              "metrics": {"float": {...}, "int8": {...}}}
+
+``class_bias`` (optional; absent = plain arg-max) is added to the log-probabilities before the
+answer is taken: a shift of the class prior, chosen on real validation photos by ``masknet
+decide``. It exists because the models meet far fewer real wrongly worn masks in training than
+the door does, and so under-call them on real photos; the shift is one number, so real val can
+choose it without being fitted to.
 
 Shared features: the two cascade classifiers start from the same frozen ImageNet trunk, so
 Mask-net also outputs its activation at the cut (``"features": FEATURES``) and I-Mask-net is
@@ -119,6 +126,8 @@ class ModelSpec:
     calibration_sha256: str | None = None
     # Keras layers `masknet quantize` kept float in this int8 file (docs/training.md)
     float_layers: tuple[str, ...] = ()
+    # class id -> offset added to log p before the answer is taken (``masknet decide``)
+    class_bias: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     # an extra output other models read (the trunk activation at the cut), if any
     features: FeatureSpec | None = None
@@ -162,8 +171,10 @@ class ModelSpec:
             dataset_sha256=self.dataset_sha256,
             calibration_sha256=self.calibration_sha256,
             float_layers=list(self.float_layers),
-            metrics=self.metrics,
         )
+        if self.class_bias:
+            entry["class_bias"] = dict(self.class_bias)
+        entry["metrics"] = self.metrics
         return entry
 
 
@@ -289,6 +300,7 @@ def _parse_entry(name: str, entry: Any, models_dir: Path, path: Path) -> ModelSp
     float_layers = entry.get("float_layers", [])
     if not isinstance(float_layers, list) or not all(isinstance(n, str) and n for n in float_layers):
         raise _bad(path, f"{where}.float_layers must be a list of layer names")
+    class_bias = _parse_class_bias(entry.get("class_bias", {}), classes, where, path)
     metrics = entry.get("metrics", {})
     if not isinstance(metrics, Mapping):
         raise _bad(path, f"{where}.metrics must be an object")
@@ -316,11 +328,28 @@ def _parse_entry(name: str, entry: Any, models_dir: Path, path: Path) -> ModelSp
         dataset_sha256=hashes["dataset_sha256"],
         calibration_sha256=hashes["calibration_sha256"],
         float_layers=tuple(float_layers),
+        class_bias=class_bias,
         metrics=dict(metrics),
         features=features,
         features_of=features_of,
         input_features=input_features,
     )
+
+
+MAX_CLASS_BIAS = 5.0  # e^5 ~ 150x the prior: beyond that the model's answer would hardly count
+
+
+def _parse_class_bias(value: Any, classes: tuple[str, ...], where: str, path: Path) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise _bad(path, f"{where}.class_bias must be an object of class id -> number")
+    out = {}
+    for cls, offset in value.items():
+        if cls not in classes:
+            raise _bad(path, f"{where}.class_bias names {cls!r}, not one of this model's classes {list(classes)}")
+        if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not abs(offset) <= MAX_CLASS_BIAS:
+            raise _bad(path, f"{where}.class_bias.{cls} must be a number from -{MAX_CLASS_BIAS:g} to {MAX_CLASS_BIAS:g}")
+        out[str(cls)] = float(offset)
+    return out
 
 
 def verify_model(spec: ModelSpec) -> None:

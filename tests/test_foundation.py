@@ -18,7 +18,7 @@ except ModuleNotFoundError:  # Python 3.10
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text(encoding="utf-8")
 EDGE_COMMANDS = ("run", "bench", "doctor")
-CONVERT_COMMANDS = ("dataset", "train", "quantize", "evaluate", "export")
+CONVERT_COMMANDS = ("dataset", "train", "quantize", "evaluate", "decide", "export")
 
 
 def python(code: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

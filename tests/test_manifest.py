@@ -47,7 +47,7 @@ CROP = CropSpec(size=192, margin=0.4, align=True)
 def models_dir(tmp_path: Path) -> Path:
     """The shipped layout: I-Mask-net reads Mask-net's trunk features."""
     mask = dataclasses.replace(_spec(tmp_path, "masknet", MASKNET_CLASSES, b"masknet bytes"), features=FEATURES,
-                               float_layers=("expanded_conv_depthwise_relu",))
+                               float_layers=("expanded_conv_depthwise_relu",), class_bias={"mask_incorrect": 0.5})
     imask = dataclasses.replace(_spec(tmp_path, "imasknet", SUBTYPES[::-1], b"imasknet bytes"),
                                 features_of="masknet", input_features=FEATURES)
     write_manifest(tmp_path, "cascade", {"masknet": mask, "imasknet": imask}, CROP)
@@ -67,6 +67,9 @@ def test_round_trip_keeps_every_field(models_dir: Path) -> None:
     assert mask.trainable_layers == 23 and mask.dataset_sha256 == "a" * 64
     assert mask.metrics == {"int8": {"accuracy": 0.98}}
     assert mask.float_layers == ("expanded_conv_depthwise_relu",) and m.models["imasknet"].float_layers == ()
+    # no class_bias means the plain arg-max, and is left out of the file rather than written as {}
+    assert mask.class_bias == {"mask_incorrect": 0.5} and m.models["imasknet"].class_bias == {}
+    assert "class_bias" not in json.loads((models_dir / "manifest.json").read_text())["models"]["imasknet"]
     # class order is the model's output order, so it must survive as written
     assert m.models["imasknet"].classes == SUBTYPES[::-1]
     assert [s.task for s in m.classifier_models] == ["masknet", "imasknet"]
@@ -118,6 +121,11 @@ def test_missing_manifest_names_the_path(tmp_path: Path) -> None:
         (lambda d: d["models"]["imasknet"]["input"].update(shape=[10, 0, 96]), "positive integers"),
         (lambda d: d.update(version=1, pipeline=d.pop("classifiers")), "needs manifest version 2"),
         (lambda d: d["models"]["masknet"].update(float_layers="expanded_conv_depthwise_relu"), "float_layers"),
+        (lambda d: d["models"]["masknet"].update(class_bias=0.5), "class_bias must be an object"),
+        (lambda d: d["models"]["masknet"].update(class_bias={"mask_over_chin": 0.5}), "names 'mask_over_chin'"),
+        (lambda d: d["models"]["masknet"].update(class_bias={"mask_incorrect": "0.5"}), "from -5 to 5"),
+        (lambda d: d["models"]["masknet"].update(class_bias={"mask_incorrect": True}), "from -5 to 5"),
+        (lambda d: d["models"]["masknet"].update(class_bias={"mask_incorrect": 9.0}), "from -5 to 5"),
     ],
 )
 def test_invalid_manifest_is_a_one_line_model_error(models_dir: Path, edit, message: str) -> None:

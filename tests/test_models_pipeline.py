@@ -411,12 +411,20 @@ def test_export_ships_the_cascade_with_manifest_and_report(trained: dict[str, Pa
     # the generated data set records no crop: the runs and the manifest say the default one
     assert m.crop == CropSpec()
     assert spec.dataset_sha256 and spec.calibration_sha256
+    # Mask-net's prior shift was chosen on the real val photos, for each staged set, and ships as chosen
+    from convert import decide
+
+    biases = {kind: load_manifest(trained["runs"] / "export" / kind).models["masknet"].class_bias for kind in ("int8", "float")}
+    assert all(set(b) <= {"mask_incorrect"} and set(b.values()) <= set(decide.GRID) for b in biases.values())
+    assert spec.class_bias == biases["int8"] and m.models["imasknet"].class_bias == {}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--class-bias", "9"])
     for kind in ("float", "int8"):
         assert spec.metrics[kind]["test"]["n"] == 36
         assert spec.metrics[kind]["test_real"]["n"] == 18  # half the generated images are "real"
     report = (out / "REPORT.md").read_text()
     for heading in ("Float vs int8", "Real photos only", "Cascade vs single 5-class", "Latency",
-                    "the yardstick", "Resolution curve"):
+                    "the yardstick", "Resolution curve", "prior shift"):
         assert heading in report
     curve = json.loads((trained["runs"] / "export" / "curve_int8.json").read_text())
     assert curve["sizes"] == [24, 32, 48, 64, 96, 160]
