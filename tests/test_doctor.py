@@ -80,6 +80,18 @@ def test_healthy_setup_passes_and_builds_what_run_builds(models_copy: Path) -> N
     assert "INFO:" not in result.stderr
 
 
+def test_the_prior_shift_is_shown_where_the_manifest_has_one(models_copy: Path) -> None:
+    from convert.decide import record_class_bias
+
+    record_class_bias(models_copy, 0.3)
+    result = doctor(models=models_copy)
+    assert result.returncode == 0, result.stdout
+    line = next(x for x in result.stdout.splitlines() if "masknet_int8.tflite: masknet" in x)
+    assert line.endswith("; prior shift mask_incorrect +0.30")
+    record_class_bias(models_copy, 0.0)
+    assert "prior shift" not in doctor(models=models_copy).stdout
+
+
 def test_missing_manifest_fails_like_run(models_copy: Path) -> None:
     (models_copy / "manifest.json").unlink()
     result = doctor(models=models_copy)

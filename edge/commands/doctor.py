@@ -168,10 +168,12 @@ def check_trained(report: Report, folder: Path) -> bool:
             takes = f"reads {spec.features_of}'s {f.layer} features ({'x'.join(map(str, f.shape))} {f.dtype})"
         else:
             takes = f"{spec.input_size}x{spec.input_size} {spec.input_dtype}"
+        # the installer should see that answers are not the plain arg-max (docs/training.md)
+        shift = "".join(f"; prior shift {c} {b:+.2f}" for c, b in spec.class_bias.items() if b)
         report.add(
             "models",
             OK,
-            f"{spec.path.name}: {spec.task}, {takes}, sha256 {_short(spec.sha256)} matches {MANIFEST_NAME} ({role})",
+            f"{spec.path.name}: {spec.task}, {takes}, sha256 {_short(spec.sha256)} matches {MANIFEST_NAME} ({role}){shift}",
         )
     return True
 
