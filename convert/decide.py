@@ -24,7 +24,7 @@ import numpy as np
 
 from convert.evaluate import list_images, read_origins
 from convert.files import load_rgb
-from convert.metrics import classification_report
+from convert.metrics import classification_report, resampled_balanced_accuracy
 from edge.cascade import Classifier
 from edge.classes import MASK_INCORRECT, MASKNET_CLASSES, masknet_label
 from edge.crop import to_model_input
@@ -70,17 +70,6 @@ def probabilities(models: Path, data_dir: Path, num_threads: int | None = 2,
     return probs, truth, real
 
 
-def _balanced(right: np.ndarray, truth: np.ndarray, n_classes: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """Balanced accuracy of ``right`` (n bools); with ``weights`` (R x n resample counts) one per resample."""
-    w = np.ones((1, len(right))) if weights is None else weights
-    recalls = []
-    for c in range(n_classes):
-        of_c = truth == c
-        if of_c.any():
-            recalls.append((w[:, of_c] @ right[of_c]) / np.maximum(w[:, of_c].sum(1), 1))
-    return np.mean(recalls, axis=0)
-
-
 def sweep(probs: np.ndarray, truth: np.ndarray, real: np.ndarray, classes: tuple[str, ...] = MASKNET_CLASSES,
           cls: str = MASK_INCORRECT, grid: tuple[float, ...] = GRID, resamples: int = RESAMPLES) -> list[dict[str, Any]]:
     """Per offset of ``cls``: Mask-net balanced accuracy and recall per class on the real photos;
@@ -88,23 +77,23 @@ def sweep(probs: np.ndarray, truth: np.ndarray, real: np.ndarray, classes: tuple
     resamples of all the images in which no shift at all scores higher (seeded: the same every run)."""
     logp = np.log(np.maximum(probs, 1e-12))
     k = classes.index(cls)
-    n = len(truth)
-    weights = np.random.default_rng(0).multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
-    plain_right = logp.argmax(1) == truth
-    plain_whole = _balanced(plain_right, truth, len(classes), weights)
-    rows = []
+    answers = []
     for b in grid:
         shifted = logp.copy()
         shifted[:, k] += b
-        answer = shifted.argmax(1)
+        answers.append(shifted.argmax(1))
+    plain = logp.argmax(1)
+    # one draw of resamples for the plain arg-max and every offset: the comparison is paired
+    resampled = resampled_balanced_accuracy(truth, [plain, *answers], resamples)
+    rows = []
+    for b, answer, bal in zip(grid, answers, resampled[1:], strict=True):
         rep = classification_report(truth[real], answer[real], len(classes), classes)
-        right = answer == truth
         rows.append({
             "offset": b,
             "balanced_accuracy": rep["balanced_accuracy"],
             "recall": {c: rep["per_class"][c]["recall"] for c in classes},
-            "whole": float(_balanced(right, truth, len(classes))[0]),
-            "whole_behind": 0.0 if b == 0 else float(np.mean(plain_whole > _balanced(right, truth, len(classes), weights))),
+            "whole": classification_report(truth, answer, len(classes), classes)["balanced_accuracy"],
+            "whole_behind": 0.0 if b == 0 else float(np.mean(resampled[0] > bal)),
         })
     return rows
 

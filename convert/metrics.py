@@ -17,6 +17,29 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return cm
 
 
+def resampled_balanced_accuracy(
+    y_true: np.ndarray, answers: Sequence[np.ndarray], resamples: int = 2000, seed: int = 0
+) -> np.ndarray:
+    """Balanced accuracy of each set of ``answers`` in each paired bootstrap resample of the
+    images (drawn with replacement, the same draw for every set; seeded): shape (sets, resamples).
+    A class a resample happens to miss does not count for that resample."""
+    y = np.asarray(y_true, np.int64)
+    sets = [np.asarray(a, np.int64) for a in answers]
+    if len(y) == 0 or any(len(a) != len(y) for a in sets):
+        raise ValueError("resampled_balanced_accuracy needs the same non-empty set of images for every set")
+    weights = np.random.default_rng(seed).multinomial(len(y), np.full(len(y), 1.0 / len(y)), size=resamples)
+    bal = np.zeros((len(sets), resamples))
+    present = np.zeros(resamples)
+    for c in np.unique(y):
+        w = weights[:, y == c]
+        n = w.sum(axis=1)
+        has = n > 0
+        for i, a in enumerate(sets):
+            bal[i, has] += (w[has] @ (a[y == c] == c)) / n[has]
+        present += has
+    return bal / present
+
+
 def share_ahead(
     y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, resamples: int = 2000, seed: int = 0
 ) -> float:
@@ -24,20 +47,11 @@ def share_ahead(
     draw for both) in which answers ``a`` have the higher balanced accuracy than answers ``b``;
     ties count half. 0.5 means the two cannot be told apart on these images; seeded, so the same
     answers give the same share."""
-    y, a, b = (np.asarray(v, np.int64) for v in (y_true, pred_a, pred_b))
-    if not len(y) == len(a) == len(b) or len(y) == 0:
-        raise ValueError("share_ahead needs the same non-empty set of images for both")
-    weights = np.random.default_rng(seed).multinomial(len(y), np.full(len(y), 1.0 / len(y)), size=resamples)
-    bal_a, bal_b = np.zeros(resamples), np.zeros(resamples)
-    present = np.zeros(resamples)
-    for c in np.unique(y):
-        w = weights[:, y == c]
-        n = w.sum(axis=1)
-        has = n > 0  # a class a resample happens to miss does not count for that resample
-        bal_a[has] += (w[has] @ (a[y == c] == c)) / n[has]
-        bal_b[has] += (w[has] @ (b[y == c] == c)) / n[has]
-        present += has
-    diff = (bal_a - bal_b) / present
+    try:
+        bal_a, bal_b = resampled_balanced_accuracy(y_true, [pred_a, pred_b], resamples, seed)
+    except ValueError:
+        raise ValueError("share_ahead needs the same non-empty set of images for both") from None
+    diff = bal_a - bal_b
     return float(np.mean(diff > 0) + 0.5 * np.mean(diff == 0))
 
 
