@@ -65,10 +65,9 @@ class Weights:
             if kind == "kernel" and d["dtype"] != np.int8:
                 continue
             found.append(d)
-        if kind == "bias":
+        if kind == "bias" and len(found) > 1:
             # the bias tensor also names the layers fused after it; keep the one whose own op it is
-            own = [d for d in found if pattern.search(d["name"].split(";")[-1]) or len(found) == 1]
-            found = own or found
+            found = [d for d in found if pattern.search(d["name"].split(";")[-1])] or found
         if len(found) != 1:
             raise MasknetError(f"{self.path}: expected one {kind} tensor of layer {layer}, found {len(found)}; "
                                "is this an int8 file `masknet quantize` wrote?")
