@@ -384,9 +384,10 @@ def run(args: argparse.Namespace) -> int:
                                          for t in args.threads}
     (staging / "latency.json").write_text(json.dumps(latency, indent=2))
 
+    # the report is made before anything in OUT changes, so a fault in it leaves the shipped set whole
+    report_text = render_report(args, tasks, ship, pipeline, choice_note, evals, latency, staging, gate_note)
     if refuse is not None:
-        report = staging / "REPORT.md"
-        report.write_text(render_report(args, tasks, ship, pipeline, choice_note, evals, latency, staging, gate_note), encoding="utf-8")
+        (staging / "REPORT.md").write_text(report_text, encoding="utf-8")
         raise MasknetError(refuse)
     out.mkdir(parents=True, exist_ok=True)
     specs = {}
@@ -415,7 +416,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = write_manifest(out, pipeline, specs, crop)
     print(f"wrote {manifest} (pipeline {pipeline}: {', '.join(ship)}; crop {crop.describe()})")
     report = out / "REPORT.md"
-    report.write_text(render_report(args, tasks, ship, pipeline, choice_note, evals, latency, staging, gate_note), encoding="utf-8")
+    report.write_text(report_text, encoding="utf-8")
     print(f"wrote {report}")
     return 0
 
@@ -482,7 +483,12 @@ def render_report(
     L.append("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for task in tasks:
         s = read_summary(runs / task)
-        v = s["val"]
+        v = s.get("val")
+        if v is None:
+            # a run rebuilt from int8 files (tools/float_from_int8.py) has weights but no training log
+            L.append(f"| {task} | {s['input_size']} | {s['trainable_layers']} | rebuilt from {s.get('rebuilt_from', '?')} "
+                     "(tools/float_from_int8.py): no training log | | | | | | |")
+            continue
         L.append(f"| {task} | {s['input_size']} | {s['trainable_layers']} | {s['train_counts']} | {s['best_epoch']} / {s['epochs_run']} "
                  f"| {v['val_loss']:.4f} | {v['val_accuracy']:.4f} | {v['val_balanced_accuracy']:.4f} | {_fmt(v['val_real_accuracy'])} "
                  f"| {_fmt(v.get('val_real_balanced_accuracy'))} |")

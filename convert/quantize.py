@@ -4,12 +4,15 @@ Models are quantized with uint8 input (the camera's pixels go straight in: the m
 Rescaling layer turns them into [-1, 1], so the input scale is 1.0 and zero point 0), per-channel
 int8 weights, int8 activations, and uint8 output (softmax probabilities with scale 1/256).
 
-Every op is integer except the layers named by ``--float-layers``: by default MobileNetV2's first
-depthwise convolution (``expanded_conv_depthwise``), the one layer whose int8 output error is far
-above rounding noise (1.3 steps RMS against 0.3-0.8 for the others, measured with TFLite's
-quantization debugger on real faces; docs/training.md "Where the int8 error comes from"). It runs
-in float between a dequantize and a quantize op; input, output and the shared trunk features stay
-uint8. ``--float-layers none`` gives an all-integer file for integer-only accelerators.
+Every op is integer except the layers named by ``--float-layers``: by default MobileNetV2's stem,
+``Conv1..block_2_add`` (the stem convolution and the first three inverted-residual blocks, the
+layers at a half and a quarter of the input's resolution). The first depthwise convolution there
+has the one int8 output error far above rounding noise (1.3 steps RMS against 0.3-0.8 for the
+others, measured with TFLite's quantization debugger on real faces), and keeping the whole stem
+float is what brings int8 closest to float on real validation photos, small faces included
+(docs/training.md "Where the int8 error comes from"). It runs in float between a dequantize and a
+quantize op; input, output and the shared trunk features stay uint8. ``--float-layers none``
+gives an all-integer file for integer-only accelerators.
 """
 
 from __future__ import annotations
@@ -34,8 +37,11 @@ def _tf() -> Any:
     return tf
 
 
-# MobileNetV2's first depthwise convolution (with its BatchNorm and ReLU6 fused into one op).
-DEFAULT_FLOAT_LAYERS = ("expanded_conv_depthwise_relu",)
+# ``FIRST..LAST`` in --float-layers: every layer from FIRST to LAST in the model's layer order.
+RANGE = ".."
+# MobileNetV2's stem: the stem convolution and blocks 0-2 (Keras layer order), chosen by agreement
+# with the float model on real validation photos at every face size (docs/training.md).
+DEFAULT_FLOAT_LAYERS = ("Conv1..block_2_add",)
 
 
 def int8_converter(
@@ -78,12 +84,12 @@ def quantize_keras(
     """Convert a Keras model (float input of 0..255 pixels) to an int8 TFLite flatbuffer.
 
     ``representative`` as for ``int8_converter``. The ops made from ``float_layers`` (Keras
-    layer names) stay float; every other op is integer.
+    layer names or ``FIRST..LAST`` ranges of them) stay float; every other op is integer.
     """
     converter = int8_converter(model, representative, output_dtype)
-    float_layers = list(float_layers)
+    specs = list(float_layers)
     try:
-        if not float_layers:
+        if not specs:
             return bytes(converter.convert())
         # Keeping chosen ops float is not part of the public converter API; TFLite's own
         # QuantizationDebugger does it this way: calibrate, then quantize with a denylist.
@@ -94,15 +100,19 @@ def quantize_keras(
         return bytes(tflite_convert.mlir_quantize(
             calibrated, input_data_type=converter.inference_input_type,
             output_data_type=converter.inference_output_type,  # float32 unless int8_converter set it
-            denylisted_nodes=float_nodes(calibrated, float_layers)))
-    except ModelError:
+            denylisted_nodes=[node for spec in specs for node in float_nodes(
+                calibrated, expand_float_layers(model, [spec]), required=RANGE not in spec)]))
+    except (ModelError, ConfigError):
         raise
     except Exception as exc:  # the converter raises many unrelated types; report one line
         raise ModelError(f"int8 conversion failed: {' '.join(str(exc).split())[:300]}") from exc
 
 
-def float_nodes(calibrated: bytes, layers: Iterable[str]) -> list[str]:
+def float_nodes(calibrated: bytes, layers: Iterable[str], required: bool = True) -> list[str]:
     """The output tensor names of the ops the converter made from these Keras layers.
+
+    ``required``: every layer must own an op. A range's layers need not (a padding layer can be
+    folded into the convolution after it); the whole list must own at least one.
 
     A converted op's name joins the names of the graph ops fused into it (``a;b;c``), each a
     path whose parts are Keras layer names with a ``_N`` suffix; a layer owns an op when it is
@@ -117,9 +127,11 @@ def float_nodes(calibrated: bytes, layers: Iterable[str]) -> list[str]:
     for layer in layers:
         owns = re.compile(rf"{re.escape(layer)}(_\d+)?")
         hits = [n for n in outputs if any(owns.fullmatch(part) for seg in n.split(";") for part in seg.split("/"))]
-        if not hits:
+        if not hits and required:
             raise ModelError(f"float layer {layer!r}: no op of the converted model comes from it")
         nodes += hits
+    if not nodes:
+        raise ModelError(f"float layers {', '.join(layers)}: no op of the converted model comes from them")
     return nodes
 
 
@@ -370,16 +382,42 @@ def quantize_run(
 
 
 def export_float_layers(export: Any, float_layers: Iterable[str] | None) -> list[str]:
-    """The layers to keep float in this exported model (see ``quantize_run``)."""
+    """The ``--float-layers`` entries (names or ``FIRST..LAST``) that apply to this exported model.
+
+    The default applies where the model has the layers (I-Mask-net's layers after the cut have
+    none of the stem); names the user gave must all be there, and a range must run forwards.
+    """
     names = {layer.name for layer in export.layers}
     if float_layers is None:
-        return [name for name in DEFAULT_FLOAT_LAYERS if name in names]
+        return [spec for spec in DEFAULT_FLOAT_LAYERS if all(end in names for end in spec.split(RANGE))]
     wanted = list(float_layers)
-    missing = [name for name in wanted if name not in names]
-    if missing:
-        raise ConfigError(f"--float-layers: {export.name} has no layer {missing[0]!r} "
-                          f"(its layers include {', '.join(sorted(names)[:6])}, ...)")
+    for spec in wanted:
+        missing = [end for end in spec.split(RANGE) if end not in names]
+        if missing:
+            raise ConfigError(f"--float-layers: {export.name} has no layer {missing[0]!r} "
+                              f"(its layers include {', '.join(sorted(names)[:6])}, ...)")
+    expand_float_layers(export, wanted)
     return wanted
+
+
+def expand_float_layers(model: Any, specs: Iterable[str]) -> list[str]:
+    """Layer names for ``--float-layers`` entries, each ``FIRST..LAST`` range in layer order."""
+    order = [layer.name for layer in model.layers]
+    out: list[str] = []
+    for spec in specs:
+        if RANGE not in spec:
+            out.append(spec)
+            continue
+        first, _, last = spec.partition(RANGE)
+        if first not in order or last not in order:
+            raise ConfigError(f"--float-layers {spec}: {model.name} has no layer "
+                              f"{first if first not in order else last!r}")
+        i, j = order.index(first), order.index(last)
+        if j < i:
+            raise ConfigError(f"--float-layers {spec}: {last} comes before {first} in {model.name}; "
+                              f"write the range as {last}{RANGE}{first}")
+        out += [name for name in order[i:j + 1] if name not in out]
+    return out
 
 
 def parse_float_layers(text: str | None) -> list[str] | None:
@@ -408,8 +446,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="calibrate on every listed crop and N-1 door-camera views of it, made with the run's "
                         "[augment] settings (default 1: the clean crops only)")
     p.add_argument("--float-layers", default=None, metavar="NAMES",
-                   help="Keras layers to keep float, comma-separated, or none for an all-integer file "
-                        f"(default: {', '.join(DEFAULT_FLOAT_LAYERS)}, where the model has it)")
+                   help="Keras layers to keep float, comma-separated, FIRST..LAST for a run of layers, or none "
+                        f"for an all-integer file (default: {', '.join(DEFAULT_FLOAT_LAYERS)}, where the model has it)")
 
 
 def run(args: argparse.Namespace) -> int:

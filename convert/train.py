@@ -358,6 +358,7 @@ def build_int8_cache(
     from convert.quantize import (
         DEFAULT_FLOAT_LAYERS,
         calibration_images,
+        export_float_layers,
         quantize_keras,
         read_calibration,
     )
@@ -374,7 +375,8 @@ def build_int8_cache(
     if not trunk_file.is_file():
         calib = calibration_images(paths, cfg.model.input_size)
         tmp = trunk_file.with_suffix(".tmp")
-        tmp.write_bytes(quantize_keras(split_model.trunk, lambda: iter(calib), "uint8", DEFAULT_FLOAT_LAYERS))
+        kept = export_float_layers(split_model.trunk, None)
+        tmp.write_bytes(quantize_keras(split_model.trunk, lambda: iter(calib), "uint8", kept))
         tmp.replace(trunk_file)
     model = TFLiteModel(trunk_file)
     out = model.output_details[0]

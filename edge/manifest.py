@@ -23,7 +23,7 @@ model was trained on then); version 1 also lacks ``features`` / ``input.features
              "output": {"dtype": "uint8", "scale": 0.00390625, "zero_point": 0},
              "backbone": "mobilenet_v2_1.0", "trainable_layers": 23,
              "dataset_sha256": "<hex>|null", "calibration_sha256": "<hex>|null",
-             "float_layers": ["expanded_conv_depthwise_relu"],    # ops left float, if any
+             "float_layers": ["Conv1..block_2_add"],    # Keras layers (or FIRST..LAST runs) left float
              "class_bias": {"mask_incorrect": 0.5},   # optional: log-prior offsets (below)
              "metrics": {"float": {...}, "int8": {...}}}
 

@@ -265,16 +265,19 @@ def _float_ops(path: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_first_depthwise_conv_stays_float_unless_told_otherwise(trained: dict[str, Path], tmp_path: Path) -> None:
+def test_the_stem_stays_float_unless_told_otherwise(trained: dict[str, Path], tmp_path: Path) -> None:
     import shutil
+    from collections import Counter
 
     from convert.quantize import parse_float_layers, quantize_run
 
-    # the default, as the `trained` fixture quantized: Mask-net keeps its first depthwise conv
-    # float between a dequantize and a quantize; I-Mask-net (layers after the cut) has none
+    # the default, as the `trained` fixture quantized: Mask-net keeps MobileNetV2's stem (Conv1
+    # and blocks 0-2: 6 convolutions, 3 depthwise, block 2's residual add) float after one
+    # dequantize; I-Mask-net (layers after the cut) has none of it
     runs = trained["runs"]
-    assert json.loads((runs / "masknet" / "quantize.json").read_text())["float_layers"] == ["expanded_conv_depthwise_relu"]
-    assert sorted(_float_ops(runs / "masknet" / "masknet_int8.tflite")) == ["DEPTHWISE_CONV_2D", "DEQUANTIZE"]
+    assert json.loads((runs / "masknet" / "quantize.json").read_text())["float_layers"] == ["Conv1..block_2_add"]
+    assert Counter(_float_ops(runs / "masknet" / "masknet_int8.tflite")) == {
+        "CONV_2D": 6, "DEPTHWISE_CONV_2D": 3, "ADD": 1, "DEQUANTIZE": 1}
     assert json.loads((runs / "imasknet" / "quantize.json").read_text())["float_layers"] == []
     assert _float_ops(runs / "imasknet" / "imasknet_int8.tflite") == []
 
@@ -288,8 +291,17 @@ def test_the_first_depthwise_conv_stays_float_unless_told_otherwise(trained: dic
                           float_layers=parse_float_layers("block_1_depthwise_relu, expanded_conv_depthwise_relu"))
     assert sorted(_float_ops(run / "masknet_int8.tflite")) == ["DEPTHWISE_CONV_2D"] * 2 + ["DEQUANTIZE"] * 2
     assert result["features"]["dtype"] == "uint8"
+    # a range is every layer between its ends in the model's order
+    result = quantize_run(run, trained["data"], calibration, log=lambda _msg: None,
+                          float_layers=parse_float_layers("block_1_expand..block_1_project_BN"))
+    assert Counter(_float_ops(run / "masknet_int8.tflite")) == {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 1, "DEQUANTIZE": 1}
+    assert result["float_layers"] == ["block_1_expand..block_1_project_BN"]
     with pytest.raises(ConfigError, match="--float-layers: .* has no layer 'no_such_layer'"):
         quantize_run(run, trained["data"], calibration, log=lambda _msg: None, float_layers=["no_such_layer"])
+    with pytest.raises(ConfigError, match="--float-layers: .* has no layer 'block_99_add'"):
+        quantize_run(run, trained["data"], calibration, log=lambda _msg: None, float_layers=["Conv1..block_99_add"])
+    with pytest.raises(ConfigError, match="block_1_expand comes before block_2_add .* block_1_expand..block_2_add"):
+        quantize_run(run, trained["data"], calibration, log=lambda _msg: None, float_layers=["block_2_add..block_1_expand"])
     with pytest.raises(ConfigError, match="--float-layers"):
         parse_float_layers(" , ")
 
@@ -335,7 +347,7 @@ def test_imasknet_on_masknet_features_agrees_with_the_whole_float_model(
     spec = m.models["imasknet"]
     assert spec.features_of == "masknet" and spec.input_features.layer == "block_12_add"
     assert spec.input_features.trunk_sha256 == m.models["masknet"].features.trunk_sha256
-    assert m.models["masknet"].float_layers == ("expanded_conv_depthwise_relu",) and spec.float_layers == ()
+    assert m.models["masknet"].float_layers == ("Conv1..block_2_add",) and spec.float_layers == ()
     first, second = Classifier(m.models["masknet"], 1, m.path), Classifier(spec, 1, m.path)
     assert second.model.input_shape == (1, 3, 3, spec.input_features.shape[-1])  # block_12_add: 1/16 of 48 px
     assert second.reads_raw(first)  # one calibration set: the uint8 features pass as they are

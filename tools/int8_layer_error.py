@@ -9,7 +9,9 @@ it (same calibration, same export form, every op integer) and the debugger feeds
 DATA/SPLIT (seeded pick; every other one shrunk to a 24, 32 or 96 px face as `masknet evaluate
 --face-px` does). Printed per op: its output error against the float model given the same input,
 as RMS in quantization steps (rounding alone gives 0.29), and the mean error. The figures behind
-`--float-layers`' default (docs/training.md, "Where the int8 error comes from").
+`--float-layers`' first default, the one depthwise conv (docs/training.md, "Where the int8 error
+comes from"); the default now, the stem, was chosen by agreement with float instead
+(`tools/int8_agreement.py`; "The stem in float").
 """
 
 from __future__ import annotations
