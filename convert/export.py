@@ -568,8 +568,9 @@ def render_report(
     for name in ("int8_val", "int8_test", "int8_test_real"):
         c = _brief(evals.get(name, {}), "masknet")
         f = _brief(evals.get(name, {}), "fiveclass_as_masknet")
-        if c and f:
-            L.append(f"| {name} | {c['accuracy']:.4f} | {c['balanced_accuracy']:.4f} | {f['accuracy']:.4f} | {f['balanced_accuracy']:.4f} |")
+        if c:  # without a 5-class model the row still gives the cascade's figures
+            five = f"{f['accuracy']:.4f} | {f['balanced_accuracy']:.4f}" if f else "– | –"
+            L.append(f"| {name} | {c['accuracy']:.4f} | {c['balanced_accuracy']:.4f} | {five} |")
     for name in ("int8_val", "int8_test", "int8_test_real"):
         rep = report_of(evals.get(name, {}), "fiveclass_as_masknet")
         if rep:
