@@ -391,27 +391,22 @@ def export_float_layers(export: Any, float_layers: Iterable[str] | None) -> list
     if float_layers is None:
         return [spec for spec in DEFAULT_FLOAT_LAYERS if all(end in names for end in spec.split(RANGE))]
     wanted = list(float_layers)
-    for spec in wanted:
-        missing = [end for end in spec.split(RANGE) if end not in names]
-        if missing:
-            raise ConfigError(f"--float-layers: {export.name} has no layer {missing[0]!r} "
-                              f"(its layers include {', '.join(sorted(names)[:6])}, ...)")
-    expand_float_layers(export, wanted)
+    expand_float_layers(export, wanted)  # checks every entry: one clear line before any conversion
     return wanted
 
 
 def expand_float_layers(model: Any, specs: Iterable[str]) -> list[str]:
-    """Layer names for ``--float-layers`` entries, each ``FIRST..LAST`` range in layer order."""
+    """Layer names for ``--float-layers`` entries: a name, or every layer of ``FIRST..LAST`` in
+    the model's order (a name is the run from itself to itself)."""
     order = [layer.name for layer in model.layers]
     out: list[str] = []
     for spec in specs:
-        if RANGE not in spec:
-            out.append(spec)
-            continue
-        first, _, last = spec.partition(RANGE)
-        if first not in order or last not in order:
-            raise ConfigError(f"--float-layers {spec}: {model.name} has no layer "
-                              f"{first if first not in order else last!r}")
+        first, sep, last = spec.partition(RANGE)
+        last = last if sep else first
+        for end in (first, last):
+            if end not in order:
+                raise ConfigError(f"--float-layers: {model.name} has no layer {end!r} "
+                                  f"(its layers include {', '.join(sorted(order)[:6])}, ...)")
         i, j = order.index(first), order.index(last)
         if j < i:
             raise ConfigError(f"--float-layers {spec}: {last} comes before {first} in {model.name}; "
